@@ -1,0 +1,25 @@
+"""`python -m harness list`: every strategy, where it comes from, its summary, and why it is broken."""
+
+from __future__ import annotations
+
+import sys
+import textwrap
+from typing import List
+
+from .strategy import discover
+
+
+def list_strategies(plugins: List[str]) -> int:
+    registry = discover(plugins)
+    width = max(len(name) for name in registry) + 2
+    for name, entry in sorted(registry.items(), key=lambda item: (item[1].source != "builtin", item[0])):
+        if entry.error:
+            print("%-*s[%s, failed to load] %s" % (width, name, entry.source, entry.error))
+            continue
+        cls = entry.cls
+        print("%-*s%s%s" % (width, name, cls.summary, "" if entry.source == "builtin" else "  [%s: %s]" % (entry.source, entry.spec)))
+        if cls.broken:
+            for line in textwrap.wrap("broken on purpose: " + cls.broken, 100 - width):
+                print(" " * width + "  " + line)
+    sys.stdout.flush()
+    return 0

@@ -1,0 +1,331 @@
+"""The fast client: one event loop (uvloop when importable), `concurrency` closed-loop slots.
+
+Shaped for speed, because the client must never be the bottleneck it claims to measure:
+- callbacks, not coroutines, on the hot path: each slot is a small state machine driven by
+  asyncio Protocol callbacks; a keep-alive response arrives in `data_received` and the next
+  request is written from there, with no task, future or await per request;
+- one pre-built request (bytes), one sans-I/O `ResponseReader` per slot, reused;
+- no timer per request: a ticker sweeps all slots every few milliseconds and ends the ones
+  past their deadline as `hang` (a response completing after the deadline is a hang too, so
+  the sweep's granularity never changes a classification);
+- the host is resolved once, so connects skip the resolver.
+
+A connection-per-request (`close`) request starts at its connect; a keep-alive request starts
+at its send, or at its connect when the slot had to (re)connect first. Only creating a
+connection uses a task (`loop.create_connection` is a coroutine).
+
+The ticker is also the run's clock: phase changes, the CPU window, progress reports, the
+caller's stop event, and a hard time bound after which whatever is left is abandoned.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import resource
+import socket
+import time
+from typing import Callable, List, Optional, Set, Tuple
+
+from ..metrics import HANG, MALFORMED, LoadResult
+from .outcome import Tally, classify_error
+from .response import ResponseReader
+from .schedule import MEASURED, STOP, CpuWindow, Progress, Schedule
+from .workload import Workload
+
+ProgressFn = Callable[[Progress], None]
+
+IDLE, CONNECTING, WAITING = 0, 1, 2
+PROGRESS_INTERVAL_S = 1.0
+CLEANUP_TIMEOUT_S = 2.0
+
+
+def new_loop() -> Tuple[asyncio.AbstractEventLoop, str]:
+    """A fresh event loop and its name: uvloop's when importable, else the stdlib's."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop(), "asyncio"
+    return uvloop.new_event_loop(), "uvloop"
+
+
+def run(
+    workload: Workload,
+    progress: Optional[ProgressFn] = None,
+    stop: Optional[object] = None,
+    start_at: Optional[float] = None,
+    use_uvloop: bool = True,
+) -> LoadResult:
+    """Run `workload` in this process and thread (which must not be running an event loop).
+
+    `stop` is anything with `is_set()` (threading or multiprocessing Event); `start_at` is a
+    time.monotonic() instant to begin at, so that several client processes share one window.
+    """
+    loop, name = new_loop() if use_uvloop else (asyncio.new_event_loop(), "asyncio")
+    try:
+        return loop.run_until_complete(_Run(workload, loop, name, progress, stop).main(start_at))
+    finally:
+        loop.close()
+
+
+def resolve(host: str, port: int) -> Tuple[int, str]:
+    """(address family, numeric host), resolved once per run."""
+    family, _, _, _, sockaddr = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    return family, sockaddr[0]
+
+
+def raise_fd_limit(needed: int) -> None:
+    """Lift the soft descriptor limit toward the hard one if `needed` sockets would not fit."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        target = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+
+
+class _Conn(asyncio.Protocol):
+    """One TCP connection of a slot; forwards events tagged with itself so that the slot can
+    ignore a connection it has already given up on."""
+
+    __slots__ = ("slot", "transport")
+
+    def __init__(self, slot: "_Slot") -> None:
+        self.slot = slot
+        self.transport: Optional[asyncio.Transport] = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self.slot.on_connected(self)
+
+    def data_received(self, data: bytes) -> None:
+        self.slot.on_data(self, data)
+
+    def eof_received(self) -> bool:
+        self.slot.on_eof(self)
+        return False
+
+    def connection_lost(self, exc: Optional[Exception]) -> None:
+        self.slot.on_lost(self, exc)
+
+
+class _Slot:
+    """One closed-loop client: issues a request, waits for its outcome, issues the next."""
+
+    __slots__ = ("run", "conn", "state", "t0", "measured", "reader", "task")
+
+    def __init__(self, run: "_Run") -> None:
+        self.run = run
+        self.conn: Optional[_Conn] = None
+        self.state = IDLE
+        self.t0 = 0.0
+        self.measured = False
+        self.reader = ResponseReader(read_eof=run.read_eof)
+        self.task: Optional[asyncio.Task] = None
+
+    # -- issuing -----------------------------------------------------------------------------
+    def begin(self) -> None:
+        run = self.run
+        now = time.monotonic()
+        admitted = run.schedule.admit(now)
+        if admitted == STOP:
+            self.state = IDLE
+            self.drop(abort=False)
+            run.slot_idle()
+            return
+        self.measured = admitted == MEASURED
+        self.t0 = now
+        self.reader.reset()
+        conn = self.conn
+        if conn is not None:
+            self.state = WAITING
+            conn.transport.write(run.request)  # type: ignore[union-attr]
+            return
+        self.state = CONNECTING
+        self.conn = conn = _Conn(self)
+        task = run.loop.create_task(self.connect(conn))
+        self.task = task
+        run.tasks.add(task)
+        task.add_done_callback(run.tasks.discard)
+
+    async def connect(self, conn: _Conn) -> None:
+        run = self.run
+        try:
+            await run.loop.create_connection(lambda: conn, run.address, run.port, family=run.family)
+        except asyncio.CancelledError:
+            return  # the slot gave up (deadline or shutdown) and has moved on
+        except Exception as error:  # noqa: BLE001 - any failure to connect is an outcome
+            if conn is self.conn and self.state == CONNECTING:
+                self.conn = None
+                kind, detail = classify_error(error, connecting=True)
+                self.finish(kind, detail)
+
+    def finish(self, kind: str, detail: Optional[str] = None) -> None:
+        run = self.run
+        latency = time.monotonic() - self.t0
+        if latency >= run.deadline:
+            kind = HANG
+        self.state = IDLE
+        run.tally.record(kind, self.measured, latency, detail)
+        self.begin()
+
+    def drop(self, abort: bool) -> None:
+        """Forget the current connection, closing it (abort: at once, without a FIN wait)."""
+        conn, self.conn = self.conn, None
+        if conn is not None and conn.transport is not None:
+            if abort:
+                conn.transport.abort()
+            else:
+                conn.transport.close()
+
+    # -- connection events -------------------------------------------------------------------
+    def on_connected(self, conn: _Conn) -> None:
+        if conn is not self.conn or self.state != CONNECTING:
+            conn.transport.abort()  # type: ignore[union-attr]  # given up on already
+            return
+        self.state = WAITING
+        conn.transport.write(self.run.request)  # type: ignore[union-attr]
+
+    def on_data(self, conn: _Conn, data: bytes) -> None:
+        if conn is not self.conn or self.state != WAITING:
+            return
+        kind = self.reader.feed(data)
+        if kind is None:
+            return
+        if kind == MALFORMED:
+            self.drop(abort=True)
+        elif not (self.run.keep_alive and self.reader.reusable):
+            self.drop(abort=False)
+        self.finish(kind)
+
+    def on_eof(self, conn: _Conn) -> None:
+        if conn is not self.conn:
+            return
+        self.conn = None  # the transport closes itself (eof_received returns False)
+        if self.state == WAITING:
+            self.finish(self.reader.feed_eof())
+
+    def on_lost(self, conn: _Conn, exc: Optional[Exception]) -> None:
+        if conn is not self.conn:
+            return
+        self.conn = None
+        if self.state != WAITING:
+            return
+        if exc is None:
+            self.finish(self.reader.feed_eof())
+        else:
+            kind, detail = classify_error(exc, connecting=False)
+            self.finish(kind, detail)
+
+    # -- ticker ------------------------------------------------------------------------------
+    def expire(self, now: float) -> None:
+        if self.state != IDLE and now - self.t0 >= self.run.deadline:
+            if self.state == CONNECTING and self.task is not None:
+                self.task.cancel()
+            self.drop(abort=True)
+            self.finish(HANG)
+
+    def abandon(self) -> None:
+        """Shutdown: end whatever is in flight without counting it."""
+        if self.task is not None:
+            self.task.cancel()
+        self.drop(abort=True)
+        self.state = IDLE
+
+
+class _Run:
+    def __init__(self, workload: Workload, loop: asyncio.AbstractEventLoop, loop_name: str, progress: Optional[ProgressFn], stop: Optional[object]) -> None:
+        self.workload = workload
+        self.loop = loop
+        self.loop_name = loop_name
+        self.progress = progress
+        self.stop = stop
+        self.family, self.address = resolve(workload.host, workload.port)
+        self.port = workload.port
+        self.request = workload.request_bytes()
+        self.deadline = workload.deadline_s
+        self.read_eof = workload.read == "eof"
+        self.keep_alive = workload.keep_alive
+        self.tally = Tally()
+        self.cpu = CpuWindow()
+        self.tasks: Set[asyncio.Task] = set()
+        self.slots: List[_Slot] = []
+        self.idle = 0
+        self.all_idle = asyncio.Event()
+        self.partial = False
+        self.schedule: Schedule = Schedule(workload, time.monotonic())
+
+    def slot_idle(self) -> None:
+        self.idle += 1
+        if self.idle >= len(self.slots):
+            self.all_idle.set()
+
+    async def main(self, start_at: Optional[float]) -> LoadResult:
+        raise_fd_limit(self.workload.concurrency + 64)
+        if start_at is not None:
+            await asyncio.sleep(max(0.0, start_at - time.monotonic()))
+        self.schedule = Schedule(self.workload, time.monotonic())
+        self.slots = [_Slot(self) for _ in range(self.workload.concurrency)]
+        self.loop.call_later(max(0.0, self.schedule.measure_start - time.monotonic()), self.cpu.begin)
+        try:
+            for slot in self.slots:
+                slot.begin()
+            await self.tick_until_done()
+        finally:
+            await self.shutdown()
+        elapsed = self.schedule.elapsed(self.tally.last_end or time.monotonic())
+        return self.tally.result(
+            elapsed, self.cpu.cpu_s, self.cpu.wall_s, engine="asyncio", loop=self.loop_name, partial=self.partial
+        )
+
+    def hard_limit(self) -> float:
+        """No legitimate run lasts longer: every slot's share of requests could hang."""
+        w, tick = self.workload, self.tick_s()
+        if w.duration_s is not None:
+            length = w.duration_s
+        else:
+            length = math.ceil((w.requests or 0) / w.concurrency) * (w.deadline_s + 2 * tick)
+        return self.schedule.measure_start + length + w.deadline_s + 1.0
+
+    def tick_s(self) -> float:
+        return min(0.05, max(0.002, self.deadline / 20))
+
+    async def tick_until_done(self) -> None:
+        tick, limit = self.tick_s(), self.hard_limit()
+        next_progress = self.schedule.start + PROGRESS_INTERVAL_S
+        max_ticks = int((limit - self.schedule.start) / tick) + 10
+        for _ in range(max_ticks):
+            try:
+                await asyncio.wait_for(self.all_idle.wait(), tick)
+                return
+            except asyncio.TimeoutError:
+                pass
+            now = time.monotonic()
+            if self.stop is not None and self.stop.is_set():  # type: ignore[attr-defined]
+                self.schedule.stop(now)
+                self.partial = True
+                return
+            if self.schedule.issuing_over(now):
+                self.cpu.end()
+            for slot in self.slots:
+                slot.expire(now)
+            if now >= next_progress:
+                next_progress = now + PROGRESS_INTERVAL_S
+                self.report(now)
+            if now >= limit:
+                break
+        self.partial = True  # something outlived every bound: give up on it
+
+    def report(self, now: float) -> None:
+        if self.progress is None:
+            return
+        phase = self.schedule.phase(now)
+        counts = dict(self.tally.warmup if phase == "warmup" else self.tally.counts)
+        self.progress(Progress(phase, round(self.schedule.phase_elapsed(now), 3), counts))
+
+    async def shutdown(self) -> None:
+        self.cpu.end()
+        for slot in self.slots:
+            slot.abandon()
+        tasks = list(self.tasks)
+        if tasks:
+            await asyncio.wait(tasks, timeout=CLEANUP_TIMEOUT_S)
+        await asyncio.sleep(0)  # let aborted transports deliver connection_lost

@@ -1,0 +1,124 @@
+"""Sans-I/O reader for one HTTP/1.1 response: bytes in, an outcome kind out.
+
+Both engines (asyncio and blocking threads) drive this same reader, so a difference between
+engines is never a difference in HTTP handling, and the tests can feed it any byte sequence
+without a socket.
+
+It is deliberately minimal, because it sits on the client's hot path: the client never
+pipelines, so at most one response is in flight per connection; the body is counted, never
+stored; the head is parsed once, when its blank line arrives. It understands a status line,
+`Content-Length` and `Connection`, and refuses what the harness's servers never send
+(`Transfer-Encoding`, 1xx) as `malformed` rather than guess.
+
+Two read modes:
+- content-length: the response ends when `Content-Length` bytes of body have arrived (what a
+  correct client does); a response without the header is delimited by the close (RFC 9112).
+- eof: the response ends only when the server closes (what naive clients do); the body length
+  is then checked against `Content-Length` if there was one.
+"""
+
+from __future__ import annotations
+
+from ..metrics import CLOSED, HTTP_ERROR, MALFORMED, OK
+
+MAX_HEAD_BYTES = 64 * 1024
+_PREFIX = b"HTTP/1."
+
+
+class ResponseReader:
+    """Feed it what the socket gave; `feed` and `feed_eof` return an outcome kind once the
+    response is decided (None: need more bytes). After that, `reusable` says whether the
+    connection may carry another request. Call `reset()` before the next response."""
+
+    __slots__ = ("read_eof", "status", "reusable", "_head", "_length", "_got", "_in_body", "_until_eof")
+
+    def __init__(self, read_eof: bool = False) -> None:
+        self.read_eof = read_eof
+        self.reset()
+
+    def reset(self) -> None:
+        self.status = 0
+        self.reusable = False
+        self._head = b""
+        self._length = -1  # -1: no Content-Length
+        self._got = 0
+        self._in_body = False
+        self._until_eof = False
+
+    def feed(self, data: bytes) -> str | None:
+        if self._in_body:
+            return self._body(len(data))
+        head = self._head + data if self._head else data
+        end = head.find(b"\r\n\r\n")
+        if end < 0:
+            if head[:7] != _PREFIX[: len(head)] or len(head) > MAX_HEAD_BYTES:
+                return MALFORMED
+            self._head = head
+            return None
+        self._head = b""
+        if not self._parse_head(head, end):
+            return MALFORMED
+        self._in_body = True
+        return self._body(len(head) - end - 4)
+
+    def feed_eof(self) -> str:
+        """The server closed its side (or the connection is gone): decide now."""
+        if not self._in_body:
+            return CLOSED
+        if self._until_eof:
+            if self._length < 0 or self._got == self._length:
+                return self._complete()
+            return CLOSED if self._got < self._length else MALFORMED
+        return CLOSED  # content-length mode: feed() would have finished a complete response
+
+    def _body(self, size: int) -> str | None:
+        self._got += size
+        if self._until_eof:
+            return None
+        if self._got < self._length:
+            return None
+        if self._got > self._length:
+            return MALFORMED  # bytes beyond the body: the client never pipelines
+        return self._complete()
+
+    def _complete(self) -> str:
+        return OK if 200 <= self.status < 300 else HTTP_ERROR
+
+    def _parse_head(self, head: bytes, end: int) -> bool:
+        line_end = head.find(b"\r\n", 0, end)
+        if line_end < 0:
+            line_end = end
+        line = head[:line_end]
+        if line[:7] != _PREFIX or len(line) < 12 or line[8:9] != b" " or line[12:13] not in (b"", b" "):
+            return False
+        minor, code = line[7:8], line[9:12]
+        if minor not in (b"0", b"1") or not code.isdigit():
+            return False
+        status = int(code)
+        if status < 200:
+            return False  # 1xx: the client asks for nothing that warrants one
+        close = minor == b"0"
+        length = -1
+        if line_end < end:
+            for header in head[line_end + 2 : end].split(b"\r\n"):
+                name, sep, value = header.partition(b":")
+                if not sep or not name or name[-1:] in (b" ", b"\t"):
+                    return False
+                name = name.lower()
+                if name == b"content-length":
+                    value = value.strip()
+                    if not value.isdigit() or (length >= 0 and int(value) != length):
+                        return False
+                    length = int(value)
+                elif name == b"connection":
+                    tokens = value.lower()
+                    close = b"close" in tokens if minor == b"1" else b"keep-alive" not in tokens
+                elif name == b"transfer-encoding":
+                    return False
+        if status in (204, 304):
+            length = 0
+        self.status = status
+        self._length = length
+        self._until_eof = self.read_eof or length < 0
+        self.reusable = not close and not self._until_eof
+        return True

@@ -1,0 +1,143 @@
+"""The workload: what the load generator sends, how hard, for how long, and how it reads.
+
+One frozen record describes a run completely, so it can be logged in a result, pickled to a
+client process, or split between processes (`share`). `check()` turns every impossible
+number into one clear sentence before any socket is opened; the engines trust a checked
+workload and do no validation of their own.
+
+The work limits mirror the server's `harness.app` limits on purpose, but are copied rather than
+imported: the client side never imports the server side (they meet only over TCP).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from typing import List
+
+ENGINES = ("asyncio", "threads")
+CONNECTIONS = ("close", "keep-alive")
+READ_MODES = ("content-length", "eof")
+
+MAX_CONCURRENCY = 20_000  # one socket each; beyond this the client's fd limit is the finding
+MAX_CLIENT_PROCS = 64
+MAX_DEADLINE_S = 60.0  # the latency histogram's range
+MAX_CPU_US = 10_000_000
+MAX_SLEEP_MS = 60_000.0
+MAX_BYTES = 64 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Workload:
+    host: str
+    port: int
+    engine: str = "asyncio"
+    concurrency: int = 32
+    duration_s: float | None = 10.0  # measurement length; None when `requests` is used
+    requests: int | None = None  # alternatively: stop after N measured requests
+    warmup_s: float = 2.0  # outcomes of requests started during warm-up are discarded
+    connection: str = "close"  # "close" | "keep-alive": the `Connection:` header sent
+    read: str = "content-length"  # "content-length" | "eof" (read until the server closes)
+    deadline_s: float = 2.0  # no complete response within this: the request is a `hang`
+    cpu_us: int = 0
+    sleep_ms: float = 0.0
+    bytes: int = 64
+    client_procs: int = 1  # asyncio engine only: spread connections over N processes
+
+    def target(self) -> str:
+        return "/work?cpu_us=%d&sleep_ms=%s&bytes=%d" % (self.cpu_us, _number(self.sleep_ms), self.bytes)
+
+    def request_bytes(self) -> bytes:
+        """The one request every connection sends, built once per run (never per request)."""
+        host = "[%s]" % self.host if ":" in self.host else self.host
+        return (
+            "GET %s HTTP/1.1\r\nHost: %s:%d\r\nUser-Agent: hangbench\r\nConnection: %s\r\n\r\n"
+            % (self.target(), host, self.port, self.connection)
+        ).encode("ascii")
+
+    @property
+    def keep_alive(self) -> bool:
+        return self.connection == "keep-alive"
+
+    def check(self) -> "Workload":
+        """Return self, or raise ValueError with one sentence naming the bad number."""
+        _require(isinstance(self.host, str) and bool(self.host), "host must be a non-empty string")
+        _require(_is_int(self.port) and 1 <= self.port <= 65535, "port must be between 1 and 65535 (got %r)" % (self.port,))
+        _require(self.engine in ENGINES, "engine must be one of %s (got %r)" % (", ".join(ENGINES), self.engine))
+        _require(
+            _is_int(self.concurrency) and 1 <= self.concurrency <= MAX_CONCURRENCY,
+            "concurrency must be between 1 and %d (got %r)" % (MAX_CONCURRENCY, self.concurrency),
+        )
+        self._check_length()
+        _require(_finite(self.warmup_s) and self.warmup_s >= 0, "warmup_s must be 0 or more seconds (got %r)" % (self.warmup_s,))
+        _require(self.connection in CONNECTIONS, "connection must be one of %s (got %r)" % (", ".join(CONNECTIONS), self.connection))
+        _require(self.read in READ_MODES, "read must be one of %s (got %r)" % (", ".join(READ_MODES), self.read))
+        _require(
+            _finite(self.deadline_s) and 0 < self.deadline_s <= MAX_DEADLINE_S,
+            "deadline_s must be more than 0 and at most %g seconds (got %r)" % (MAX_DEADLINE_S, self.deadline_s),
+        )
+        _require(_is_int(self.cpu_us) and 0 <= self.cpu_us <= MAX_CPU_US, "cpu_us must be between 0 and %d (got %r)" % (MAX_CPU_US, self.cpu_us))
+        _require(
+            _finite(self.sleep_ms) and 0 <= self.sleep_ms <= MAX_SLEEP_MS,
+            "sleep_ms must be between 0 and %g (got %r)" % (MAX_SLEEP_MS, self.sleep_ms),
+        )
+        _require(_is_int(self.bytes) and 0 <= self.bytes <= MAX_BYTES, "bytes must be between 0 and %d (got %r)" % (MAX_BYTES, self.bytes))
+        self._check_procs()
+        return self
+
+    def _check_length(self) -> None:
+        if self.requests is None:
+            _require(
+                self.duration_s is not None and _finite(self.duration_s) and self.duration_s > 0,
+                "duration_s must be more than 0 seconds (got %r), or give requests instead" % (self.duration_s,),
+            )
+            return
+        _require(self.duration_s is None, "give either duration_s or requests, not both (set duration_s=None to use requests)")
+        _require(_is_int(self.requests) and self.requests >= 1, "requests must be at least 1 (got %r)" % (self.requests,))
+
+    def _check_procs(self) -> None:
+        _require(
+            _is_int(self.client_procs) and 1 <= self.client_procs <= MAX_CLIENT_PROCS,
+            "client_procs must be between 1 and %d (got %r)" % (MAX_CLIENT_PROCS, self.client_procs),
+        )
+        if self.client_procs == 1:
+            return
+        _require(self.engine == "asyncio", "client_procs > 1 needs the asyncio engine (the threads engine is one process)")
+        _require(
+            self.concurrency >= self.client_procs,
+            "concurrency (%d) must be at least client_procs (%d): each process needs a connection" % (self.concurrency, self.client_procs),
+        )
+        if self.requests is not None:
+            _require(
+                self.requests >= self.client_procs,
+                "requests (%d) must be at least client_procs (%d)" % (self.requests, self.client_procs),
+            )
+
+    def share(self, parts: int) -> List["Workload"]:
+        """Split concurrency (and `requests`) as evenly as possible into `parts` one-process
+        workloads whose sum is this workload."""
+        shares = _split(self.concurrency, parts)
+        requests = _split(self.requests, parts) if self.requests is not None else [None] * parts
+        return [replace(self, concurrency=c, requests=r, client_procs=1) for c, r in zip(shares, requests)]
+
+
+def _split(total: int, parts: int) -> List[int]:
+    base, extra = divmod(total, parts)
+    return [base + (1 if i < extra else 0) for i in range(parts)]
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _finite(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _require(condition: bool, message: str) -> None:
+    if not condition:
+        raise ValueError(message)

@@ -1,0 +1,161 @@
+"""The server process: bind, announce readiness, run one strategy, stop on a signal.
+
+Run as `python -m harness.server ...` (the harness does this, possibly under another
+interpreter) or through `python -m harness serve ...`. Standard library only, Python 3.8+.
+
+Order matters here:
+1. emulations and the forensics hook are installed before anything starts a worker, so that
+   fork children inherit them and spawn/forkserver children get them through the environment;
+2. the listening socket is bound and listening *before* the ready line is printed, so that a
+   client that reads the line can connect at once (the kernel queues it in the backlog);
+3. SIGTERM and SIGINT raise `ServerStop` in the main thread, which interrupts a blocking
+   accept() in strategies modelled on plain `while True: accept()` code.
+
+The ready line is one JSON object on stdout: {"event": "listening", "host", "port", "pid", ...}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import signal
+import socket
+import sys
+from typing import Any, List, Optional
+
+from . import log
+from .app import App, Work
+from .strategy import START_METHODS, ServeOptions, ServerStop, Strategy, StrategyError, discover, load_spec, resolve
+
+READY_EVENT = "listening"
+
+
+def build_parser(parser: Optional[argparse.ArgumentParser] = None) -> argparse.ArgumentParser:
+    parser = parser or argparse.ArgumentParser(prog="python -m harness.server", description="Run one strategy as an HTTP/1.1 server.")
+    parser.add_argument("--strategy", required=True, help="strategy name (see `python -m harness list`) or module:Class")
+    add_server_options(parser)
+    parser.add_argument("--log-level", default=os.environ.get("HANGBENCH_LOG_LEVEL", "INFO"), choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    return parser
+
+
+def add_server_options(parser: argparse.ArgumentParser, multi: bool = False) -> None:
+    """Options shared by `serve` and the benchmark run (which passes them through).
+
+    With `multi`, --start-method takes a comma-separated list (the benchmark runs each)."""
+    parser.add_argument("--plugin", action="append", default=[], metavar="SPEC", help="load a strategy from package.module:Class or path/to/file.py (repeatable)")
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=0, help="port to bind; 0 = any free port (default)")
+    parser.add_argument("--backlog", type=int, default=128, help="listen backlog (default 128)")
+    parser.add_argument("--workers", type=int, default=None, help="processes/threads the strategy uses (default: the strategy's own)")
+    start_help = "multiprocessing start method%s, set explicitly wherever multiprocessing is used (default fork)" % (" list" if multi else "")
+    parser.add_argument("--start-method", default="fork", help=start_help, metavar="|".join(START_METHODS))
+    parser.add_argument("--executor", default="process", choices=["process", "thread"], help="asyncio-executor: where the handler runs (default process)")
+    parser.add_argument("--cpu-us", type=int, default=0, help="default CPU work per request, microseconds")
+    parser.add_argument("--sleep-ms", type=float, default=0.0, help="default sleep per request, milliseconds")
+    parser.add_argument("--bytes", type=int, default=64, help="default response body size")
+    parser.add_argument("--idle-timeout", type=float, default=30.0, help="close keep-alive connections idle this long, seconds")
+    parser.add_argument("--emulate", action="append", default=[], metavar="NAME", help="emulate another OS's behaviour, e.g. macos-unix-refusal")
+
+
+def make_listener(host: str, port: int, backlog: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    listener = socket.socket(family, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind((host, port))
+    listener.listen(backlog)
+    return listener
+
+
+def _raise_stop(signum: int, frame: Any) -> None:
+    # One-shot: a second signal must not interrupt the strategy's own clean-up; the harness
+    # escalates to SIGKILL if the clean-up takes too long.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    raise ServerStop(signal.Signals(signum).name)
+
+
+def load_strategy(name: str, plugins: List[str]) -> Strategy:
+    if ":" in name or name.endswith(".py"):
+        return load_spec(name)()
+    return resolve(name, discover(plugins)).cls()  # type: ignore[misc]
+
+
+def options_from(args: argparse.Namespace, strategy: Strategy) -> ServeOptions:
+    workers = args.workers if args.workers is not None else getattr(strategy, "default_workers", ServeOptions.workers)
+    return ServeOptions(
+        workers=workers,
+        start_method=args.start_method,
+        backlog=args.backlog,
+        executor=args.executor,
+        idle_timeout_s=args.idle_timeout,
+    ).check()
+
+
+def main(argv: Optional[List[str]] = None, parser: Optional[argparse.ArgumentParser] = None) -> int:
+    args = (parser or build_parser()).parse_args(argv)
+    return run(args)
+
+
+def run(args: argparse.Namespace) -> int:
+    logger = log.setup(args.log_level)
+    _install_hooks(args.emulate)
+    try:
+        strategy = load_strategy(args.strategy, args.plugin)
+        options = options_from(args, strategy)
+        app = App(Work(cpu_us=args.cpu_us, sleep_ms=args.sleep_ms, bytes=args.bytes).validated())
+        listener = make_listener(args.host, args.port, options.backlog)
+    except (StrategyError, ValueError) as error:
+        sys.stderr.write("harness serve: error: %s\n" % error)
+        return 2
+    except OSError as error:
+        sys.stderr.write("harness serve: error: cannot listen on %s:%d: %s\n" % (args.host, args.port, error.strerror or error))
+        return 2
+    host, port = listener.getsockname()[:2]
+    signal.signal(signal.SIGTERM, _raise_stop)
+    signal.signal(signal.SIGINT, _raise_stop)
+    ready = {
+        "event": READY_EVENT,
+        "host": host,
+        "port": port,
+        "url": "http://%s:%d/" % (host if ":" not in host else "[%s]" % host, port),
+        "pid": os.getpid(),
+        "strategy": strategy.name,
+        "workers": options.workers,
+        "start_method": options.start_method,
+        "python": platform.python_version(),
+        "emulate": list(args.emulate),
+    }
+    sys.stdout.write(json.dumps(ready) + "\n")
+    sys.stdout.flush()
+    logger.info("{} listening on {}:{} ({} workers, start method {})", strategy.name, host, port, options.workers, options.start_method)
+    try:
+        strategy.serve(listener, app, options)
+    except ServerStop as stop:
+        logger.info("{} stopping on {}", strategy.name, stop)
+    except Exception:
+        logger.exception("strategy {} raised in serve()", strategy.name)
+        return 1
+    finally:
+        listener.close()
+    logger.info("{} stopped", strategy.name)
+    return 0
+
+
+def _install_hooks(emulate: List[str]) -> None:
+    """Forensics and emulation hooks; both are inherited by (or passed on to) every worker."""
+    try:
+        from . import faulthandler_hook
+    except ImportError:  # pragma: no cover - module missing from a partial checkout
+        faulthandler_hook = None  # type: ignore[assignment]
+    if faulthandler_hook is not None:
+        faulthandler_hook.install_from_env()
+    if emulate:
+        from . import emulate as emulation
+
+        emulation.apply(emulate)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,59 @@
+"""asyncio-executor: an asyncio streams server; the handler runs via `loop.run_in_executor`.
+
+The event loop owns all the I/O; the synchronous handler runs in a process pool by default
+(`--executor process`, so CPU work scales past the GIL, at the price of pickling each request
+and response) or a thread pool (`--executor thread`). The executor has `--workers` slots.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import signal
+import socket
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+
+from harness.app import App, handle
+from harness.connection import serve_asyncio
+from harness.protocol import Request, Response
+from harness.strategy import ServeOptions, Strategy
+from harness.worker import init_worker
+
+
+def make_executor(options: ServeOptions) -> Executor:
+    if options.executor == "thread":
+        return ThreadPoolExecutor(options.workers, "hangbench-executor")
+    context = multiprocessing.get_context(options.start_method)
+    return ProcessPoolExecutor(options.workers, mp_context=context, initializer=init_worker)
+
+
+class AsyncioExecutor(Strategy):
+    name = "asyncio-executor"
+    summary = "asyncio streams server; handler via run_in_executor (process pool by default, --executor thread)"
+    uses_multiprocessing = True
+    default_workers = 8
+
+    def serve(self, listener: socket.socket, app: App, options: ServeOptions) -> None:
+        asyncio.run(self._serve(listener, app, options))
+
+    async def _serve(self, listener: socket.socket, app: App, options: ServeOptions) -> None:
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        executor = make_executor(options)
+
+        async def run(app: App, request: Request) -> Response:
+            return await loop.run_in_executor(executor, handle, app, request)
+
+        try:
+            server = await asyncio.start_server(
+                lambda r, w: serve_asyncio(r, w, app, run, options.idle_timeout_s), sock=listener, backlog=options.backlog
+            )
+            async with server:
+                await stop.wait()
+        finally:
+            try:
+                executor.shutdown(wait=False, cancel_futures=True)
+            except TypeError:  # pragma: no cover - Python 3.8
+                executor.shutdown(wait=False)

@@ -1,0 +1,162 @@
+"""scm-rights: pre-forked workers that receive each accepted connection's fd over SCM_RIGHTS.
+
+This is the correct version of what the article attempted. Each worker is joined to the parent
+by an AF_UNIX socketpair made *before* it starts; the parent accepts, sends the fd with
+`socket.send_fds` and closes its own copy at once, so the worker holds the only reference and
+its close() really ends the connection (no lingering-reference hang).
+
+Dispatch policy: least connections. Each worker writes one byte back on its channel whenever
+one of its connections closes; the parent drains those bytes before each dispatch and picks
+the worker with the fewest open connections. Round robin would be simpler, but keep-alive
+connections live for very different times, and round robin would keep piling new ones onto a
+worker that is already holding many; least-connections costs one non-blocking recv per worker
+per accept. Inside a worker a selector reactor with a small thread pool serves the connections
+(`harness/reactor.py`), so one slow connection does not block the others of that worker.
+"""
+
+from __future__ import annotations
+
+import array
+import multiprocessing
+import os
+import select
+import socket
+from typing import List, Optional, Sequence
+
+from harness import log
+from harness.app import App
+from harness.reactor import Reactor
+from harness.strategy import ServeOptions, Strategy
+from harness.worker import init_worker
+
+THREADS_PER_WORKER = 16
+CHANNEL_TIMEOUT_S = 5.0
+MAX_FDS_PER_MESSAGE = 16
+
+
+def send_fd(channel: socket.socket, fd: int) -> None:
+    """Send one fd on the parent's non-blocking channel, waiting (bounded) if it is full."""
+    if not select.select([], [channel], [], CHANNEL_TIMEOUT_S)[1]:
+        raise TimeoutError("worker channel full for %gs" % CHANNEL_TIMEOUT_S)
+    if hasattr(socket, "send_fds"):
+        socket.send_fds(channel, [b"c"], [fd])
+    else:  # Python 3.8: what send_fds does since 3.9
+        channel.sendmsg([b"c"], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [fd]))])
+
+
+def recv_fds(channel: socket.socket) -> List[int]:
+    """The fds of one message. Ends the worker when the parent has closed the channel."""
+    try:
+        if hasattr(socket, "recv_fds"):
+            data, fds, _flags, _addr = socket.recv_fds(channel, 64, MAX_FDS_PER_MESSAGE)
+        else:  # pragma: no cover - Python 3.8
+            fds_size = socket.CMSG_SPACE(MAX_FDS_PER_MESSAGE * array.array("i").itemsize)
+            data, ancdata, _flags, _addr = channel.recvmsg(64, fds_size)
+            fds = []
+            for level, kind, payload in ancdata:
+                if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                    fds.extend(array.array("i", payload[: len(payload) - len(payload) % 4]))
+    except ConnectionResetError:
+        data = b""  # the parent closed with our close-notifications unread: same as EOF
+    if not data:
+        raise SystemExit(0)  # the parent is stopping or gone
+    return list(fds)
+
+
+def worker_main(channel: socket.socket, app: App, options: ServeOptions, inherited: Sequence[int]) -> None:
+    init_worker()
+    for fd in inherited:  # fork only: the listener and the other workers' channels
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+    channel.settimeout(CHANNEL_TIMEOUT_S)
+
+    def notify_closed() -> None:
+        try:
+            channel.send(b"x")
+        except OSError:
+            pass  # parent gone; recv will see EOF and end the worker
+
+    def adopt() -> List[socket.socket]:
+        return [socket.socket(fileno=fd) for fd in recv_fds(channel)]
+
+    reactor = Reactor(app, THREADS_PER_WORKER, options.idle_timeout_s, options.io_timeout_s, on_closed=notify_closed)
+    reactor.add_source(channel, adopt)
+    try:
+        reactor.run()
+    finally:
+        reactor.close()
+
+
+class _Worker:
+    def __init__(self, process: multiprocessing.process.BaseProcess, channel: socket.socket) -> None:
+        self.process = process
+        self.channel = channel
+        self.open_connections = 0
+
+    def collect_closes(self) -> None:
+        try:
+            self.open_connections -= len(self.channel.recv(4096, socket.MSG_DONTWAIT))
+        except (BlockingIOError, InterruptedError):
+            pass
+
+
+class ScmRights(Strategy):
+    name = "scm-rights"
+    summary = "pre-forked workers; parent accepts and sends each fd over SCM_RIGHTS, least-connections dispatch"
+    uses_multiprocessing = True
+    default_workers = 2
+
+    def serve(self, listener: socket.socket, app: App, options: ServeOptions) -> None:
+        workers = self._start_workers(listener, app, options)
+        logger = log.get()
+        try:
+            while workers:
+                conn, _addr = listener.accept()
+                worker = self._pick(workers)
+                try:
+                    send_fd(worker.channel, conn.fileno())
+                    worker.open_connections += 1
+                except OSError as error:
+                    logger.error("worker {} is gone ({}); {} left", worker.process.pid, error, len(workers) - 1)
+                    workers.remove(worker)
+                finally:
+                    conn.close()  # the worker now holds the only reference
+            logger.error("every worker has died; stopping")
+        finally:
+            self._stop_workers(workers)
+
+    @staticmethod
+    def _pick(workers: List[_Worker]) -> _Worker:
+        for worker in workers:
+            worker.collect_closes()
+        return min(workers, key=lambda w: w.open_connections)
+
+    @staticmethod
+    def _start_workers(listener: socket.socket, app: App, options: ServeOptions) -> List[_Worker]:
+        context = multiprocessing.get_context(options.start_method)
+        workers: List[_Worker] = []
+        for _ in range(options.workers):
+            parent_end, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+            # Under fork the child inherits every fd of the parent; it closes those it must
+            # not hold (else a worker would keep its siblings' channels and the listener open).
+            inherited = [listener.fileno()] + [w.channel.fileno() for w in workers] + [parent_end.fileno()]
+            inherited = inherited if options.start_method == "fork" else []
+            process = context.Process(target=worker_main, args=(child_end, app, options, inherited), daemon=True)
+            process.start()
+            child_end.close()
+            # Non-blocking: closes are drained with a recv that must never wait.
+            parent_end.setblocking(False)
+            workers.append(_Worker(process, parent_end))
+        return workers
+
+    @staticmethod
+    def _stop_workers(workers: List[_Worker], grace_s: float = 2.0) -> None:
+        for worker in workers:
+            worker.channel.close()  # EOF on the channel tells the worker to stop
+        for worker in workers:
+            worker.process.join(grace_s)
+            if worker.process.is_alive():
+                worker.process.terminate()
+                worker.process.join(grace_s)
