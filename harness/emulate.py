@@ -175,7 +175,8 @@ def _install(names: Sequence[str]) -> None:
         return
     saved = {attr: socket.socket.__dict__.get(attr) for attr in _PATCHED}
     previous = {attr: getattr(socket.socket, attr) for attr in _PATCHED}
-    socket.socket.connect = _make_connect(previous["connect"], previous["connect_ex"])  # type: ignore
+    connect = _make_connect(previous["connect"], previous["connect_ex"])
+    socket.socket.connect = connect  # type: ignore[method-assign]
     socket.socket.connect_ex = _make_connect_ex(previous["connect_ex"])  # type: ignore
     socket.socket.listen = _make_listen(previous["listen"])  # type: ignore[method-assign]
     setattr(socket.socket, _STATE_ATTR, {"names": tuple(names), "saved": saved})
@@ -205,7 +206,8 @@ def linux_backlog_for_macos(backlog: int) -> int:
 
 
 def _is_unix_stream(sock: socket.socket) -> bool:
-    return sock.family == socket.AF_UNIX and sock.type in (socket.SOCK_STREAM, socket.SOCK_SEQPACKET)
+    streams = (socket.SOCK_STREAM, socket.SOCK_SEQPACKET)
+    return sock.family == socket.AF_UNIX and sock.type in streams
 
 
 def _make_listen(previous: Callable[..., None]) -> Callable[..., None]:
@@ -343,8 +345,9 @@ def _serve_one(sock: socket.socket) -> int:
     return os.getpid()
 
 
-def _worker_pid(_: object = None) -> int:
-    return os.getpid()
+def _worker_active(_: object = None) -> List[str]:
+    """Pool task: the emulations installed in this worker."""
+    return active()
 
 
 def reproduce(
@@ -358,7 +361,8 @@ def reproduce(
     """Pass `tasks` sockets to a Pool(`processes`) in waves of `concurrency` apply_async calls.
 
     A wave ends when all its tasks are done or none finished for `grace` seconds. A task is
-    lost if it never completed by the end. The refusals count comes from HANGBENCH_EMULATE_LOG.
+    lost if it has not completed by the end. `refusals` counts the emulated ECONNREFUSEDs in
+    all processes (through HANGBENCH_EMULATE_LOG); each one kills a worker and loses its task.
     """
     import multiprocessing
 
@@ -371,12 +375,14 @@ def reproduce(
         pool = multiprocessing.get_context(method).Pool(processes)
         try:
             # Workers up before the first wave; bounded like every other wait here.
-            pool.map_async(_worker_pid, range(processes * 4)).get(60.0)
+            states = pool.map_async(_worker_active, range(processes * 4)).get(60.0)
             results = _run_waves(pool, tasks, concurrency, grace)
         finally:
             _stop_pool(pool)
         refusals = _count_lines(log)
-    return _summary(method, tasks, concurrency, processes, emulate, results, refusals, started)
+    summary = _summary(method, tasks, concurrency, processes, emulate, results, refusals, started)
+    summary["worker_emulation"] = sorted({name for state in states for name in state})
+    return summary
 
 
 def _run_waves(pool: Any, tasks: int, concurrency: int, grace: float) -> List[Any]:
@@ -390,6 +396,7 @@ def _run_waves(pool: Any, tasks: int, concurrency: int, grace: float) -> List[An
             wave.append(pool.apply_async(_serve_one, (theirs,)))
         _wait_wave(wave, grace)
         results += wave
+    _wait_wave(results, grace)  # stragglers from any wave still count as completed
     for sock in keep:
         sock.close()
     return results
@@ -437,6 +444,7 @@ def _summary(
 ) -> Dict[str, Any]:
     completed = sum(1 for r in results if r.ready() and r.successful())
     errors = sum(1 for r in results if r.ready() and not r.successful())
+    lost = len(results) - completed - errors
     return {
         "python": sys.version.split()[0],
         "method": method,
@@ -446,8 +454,11 @@ def _summary(
         "processes": processes,
         "completed": completed,
         "errors": errors,
-        "lost": len(results) - completed - errors,
+        "lost": lost,
         "refusals": refusals,
+        # Lost without a refusal: e.g. a fork-started replacement worker deadlocked on an
+        # import lock it inherited, which also stalls the parent's resource-sharer thread.
+        "stuck": max(0, lost - refusals),
         "seconds": round(time.monotonic() - started, 2),
     }
 
@@ -456,7 +467,8 @@ def _summary(
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python harness/emulate.py", description=__doc__.split("\n")[0])
+    description = (__doc__ or "").split("\n")[0]
+    parser = argparse.ArgumentParser(prog="python harness/emulate.py", description=description)
     sub = parser.add_subparsers(dest="command", required=True)
     probe = sub.add_parser("probe", help="count AF_UNIX connections queued per listen backlog")
     probe.add_argument("--backlog", type=int, nargs="+", default=[-1, 0, 1, 2, 5, 128])

@@ -14,8 +14,9 @@ Client-side module: imports nothing from the server side (they meet only over TC
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
-from typing import Any, Dict, Mapping, Sequence
+from typing import Any
 
 from hdrh.histogram import HdrHistogram
 
@@ -36,7 +37,7 @@ SIGNIFICANT_DIGITS = 3
 PERCENTILES = (("p50", 50.0), ("p90", 90.0), ("p99", 99.0), ("p999", 99.9))
 
 
-def zero_counts() -> Dict[str, int]:
+def zero_counts() -> dict[str, int]:
     """A count for every outcome kind, all zero, in the canonical order."""
     return dict.fromkeys(OUTCOMES, 0)
 
@@ -53,14 +54,14 @@ class LatencyHistogram:
     def __init__(self) -> None:
         self._hdr = HdrHistogram(LOWEST_US, HIGHEST_US, SIGNIFICANT_DIGITS)
 
-    def record(self, value_us: int) -> None:
+    def record(self, value_us: int, count: int = 1) -> None:
         if value_us < LOWEST_US:
             value_us = LOWEST_US
         elif value_us > HIGHEST_US:
             value_us = HIGHEST_US
-        self._hdr.record_value(value_us)
+        self._hdr.record_value(value_us, count)
 
-    def merge(self, other: "LatencyHistogram") -> "LatencyHistogram":
+    def merge(self, other: LatencyHistogram) -> LatencyHistogram:
         """Add `other`'s counts into this histogram (exact); returns self for chaining."""
         self._hdr.add(other._hdr)
         return self
@@ -74,16 +75,17 @@ class LatencyHistogram:
 
     def encode(self) -> str:
         """Compressed, base64 text (the standard HdrHistogram encoding); lossless."""
-        return self._hdr.encode().decode("ascii")
+        encoded: bytes = self._hdr.encode()
+        return encoded.decode("ascii")
 
     @classmethod
-    def decode(cls, text: str) -> "LatencyHistogram":
+    def decode(cls, text: str) -> LatencyHistogram:
         histogram = cls()
         if text:
             histogram._hdr.decode_and_add(text.encode("ascii"))
         return histogram
 
-    def summary(self) -> Dict[str, int]:
+    def summary(self) -> dict[str, int]:
         """p50, p90, p99, p999 and max in microseconds; all zero when nothing was recorded.
 
         Values are HdrHistogram's "highest equivalent value" of the bucket, so they are exact to
@@ -98,7 +100,7 @@ class LatencyHistogram:
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, LatencyHistogram):
             return NotImplemented
-        return self._hdr.equals(other._hdr)
+        return bool(self._hdr.equals(other._hdr))
 
     def __repr__(self) -> str:
         return "LatencyHistogram(count=%d, %s)" % (self.total_count, self.summary())
@@ -119,10 +121,10 @@ class LoadResult:
       e.g. EADDRNOTAVAIL means the *client* ran out of ephemeral ports.
     """
 
-    counts: Dict[str, int]
+    counts: dict[str, int]
     elapsed_s: float
     histogram: str
-    latency_us: Dict[str, int]
+    latency_us: dict[str, int]
     throughput_rps: float
     hang_rate: float
     error_rate: float
@@ -132,7 +134,7 @@ class LoadResult:
     engine: str
     client_procs: int
     loop: str = ""
-    error_detail: Dict[str, int] = field(default_factory=dict)
+    error_detail: dict[str, int] = field(default_factory=dict)
 
     @property
     def total(self) -> int:
@@ -152,7 +154,7 @@ class LoadResult:
         loop: str = "",
         error_detail: Mapping[str, int] | None = None,
         client_cpu_util: float | None = None,
-    ) -> "LoadResult":
+    ) -> LoadResult:
         """Assemble a result from raw measurements, computing every derived field."""
         full = zero_counts()
         for kind, count in counts.items():
@@ -182,12 +184,12 @@ class LoadResult:
     def latency_histogram(self) -> LatencyHistogram:
         return LatencyHistogram.decode(self.histogram)
 
-    def to_dict(self) -> Dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         """Plain dicts, lists, numbers and strings only: `json.dumps` takes it as is."""
         return {f.name: _plain(getattr(self, f.name)) for f in fields(self)}
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "LoadResult":
+    def from_dict(cls, data: Mapping[str, Any]) -> LoadResult:
         names = {f.name for f in fields(cls)}
         unknown = set(data) - names
         if unknown:
@@ -199,7 +201,7 @@ class LoadResult:
         return cls(**values)
 
     @staticmethod
-    def merge(results: Sequence["LoadResult"]) -> "LoadResult":
+    def merge(results: Sequence[LoadResult]) -> LoadResult:
         return merge(results)
 
 
@@ -213,7 +215,7 @@ def merge(results: Sequence[LoadResult]) -> LoadResult:
     if not results:
         raise ValueError("merge() needs at least one result")
     counts = zero_counts()
-    detail: Dict[str, int] = {}
+    detail: dict[str, int] = {}
     histogram = LatencyHistogram()
     for result in results:
         for kind, count in result.counts.items():

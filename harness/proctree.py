@@ -161,7 +161,7 @@ def _has_marker(pid: int, marker: bytes) -> bool:
 def _alive(proc: psutil.Process) -> bool:
     """Running and not a zombie, and still the same process (pid + creation time)."""
     try:
-        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
+        return bool(proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE)
     except (psutil.NoSuchProcess, psutil.AccessDenied):
         return False
 
@@ -169,7 +169,7 @@ def _alive(proc: psutil.Process) -> bool:
 def _exists(proc: psutil.Process) -> bool:
     """Still the process we identified (pid + creation time), zombie or not."""
     try:
-        return proc.is_running()
+        return bool(proc.is_running())
     except psutil.Error:
         return False
 
@@ -292,8 +292,8 @@ class ProcessTree:
             raise ProcTreeError("refusing to manage pid %d as a server tree root" % root_pid)
         try:
             self._root = psutil.Process(root_pid)
-        except psutil.NoSuchProcess:
-            raise ProcTreeError("server process %d exited before it could be tracked" % root_pid)
+        except psutil.NoSuchProcess as error:
+            raise ProcTreeError("server process %d exited before it could be tracked" % root_pid) from error
         self._root_pid = root_pid
         # The session rule is used only if the root leads its own session (start_new_session).
         self._session: Optional[int] = root_pid if _getsid(root_pid) == root_pid else None
@@ -353,8 +353,8 @@ class ProcessTree:
         self.refresh(thorough=True)
         self.usage()  # last CPU reading before anything dies
         root_ignored, killed = self._stop_root(grace_s)
-        survivors = self._terminate_others(min(grace_s, _ORPHAN_GRACE_MAX_S))
-        killed_more, leftover = self._kill_rounds(survivors)
+        self._terminate_others(min(grace_s, _ORPHAN_GRACE_MAX_S))
+        killed_more, leftover = self._kill_rounds()
         reap_orphans()
         killed_all = set(killed) | set(killed_more)
         members = self.members()
@@ -388,9 +388,9 @@ class ProcessTree:
             _signal(proc, signal.SIGTERM)
         return _wait_gone(others, grace_s)
 
-    def _kill_rounds(self, survivors: List[psutil.Process]) -> Tuple[List[int], List[int]]:
+    def _kill_rounds(self) -> Tuple[List[int], List[int]]:
+        """SIGKILL every live member, re-scanning each round for processes forked meanwhile."""
         killed: Set[int] = set()
-        pending = survivors
         for _ in range(_KILL_ROUNDS):
             self.refresh(thorough=True)
             pending = self._live()
@@ -430,9 +430,8 @@ class ProcessTree:
         for pid, stat in table.items():
             if pid in found or pid == me or not (thorough or stat.ppid == me):
                 continue
-            if session is not None and stat.session == session:
-                found.add(pid)
-            elif self._marker is not None and stat.state != "Z" and _has_marker(pid, self._marker):
+            in_session = session is not None and stat.session == session
+            if in_session or (self._marker is not None and stat.state != "Z" and _has_marker(pid, self._marker)):
                 found.add(pid)
         found |= _descendants(table, found)
         found.discard(me)

@@ -149,6 +149,7 @@ class _BadRequest(Exception):
 
 def _plausible_start(prefix: bytes) -> bool:
     """Reject garbage early instead of buffering 8 KiB of it first."""
+    prefix = prefix.lstrip(b"\r\n")  # a stray CRLF may arrive split across reads
     method = prefix.split(b" ", 1)[0]
     return all(byte in _TOKEN_CHARS for byte in method)
 
@@ -202,7 +203,8 @@ def _body_length(headers: List[Tuple[str, str]]) -> int:
     if len(lengths) > 1:
         raise _BadRequest("conflicting Content-Length headers")
     value = lengths.pop()
-    if not value.isdigit():
+    # isdigit() alone admits non-ASCII digits such as "\xb2"; 18 digits bound int() too.
+    if not (value.isascii() and value.isdigit()) or len(value) > 18:
         raise _BadRequest("malformed Content-Length")
     length = int(value)
     if length > MAX_BODY_BYTES:

@@ -20,6 +20,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Deque, Dict, List, Optional
 
+from . import log
 from .app import App
 from .connection import RECV_BYTES, HttpSession
 
@@ -107,6 +108,9 @@ class Reactor:
             if out:
                 conn.sock.sendall(out)
         except OSError:
+            conn.session.open = False
+        except Exception:  # noqa: BLE001 - a bug must cost one connection, not leak it
+            log.get().exception("unexpected error while serving a connection; closing it")
             conn.session.open = False
         if conn.session.open:
             self._returned.append(conn)

@@ -12,6 +12,7 @@ import multiprocessing
 import signal
 import socket
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+from typing import Set
 
 from harness.app import App, handle
 from harness.connection import serve_asyncio
@@ -43,15 +44,26 @@ class AsyncioExecutor(Strategy):
             loop.add_signal_handler(signum, stop.set)
         executor = make_executor(options)
 
+        writers: Set[asyncio.StreamWriter] = set()
+
         async def run(app: App, request: Request) -> Response:
             return await loop.run_in_executor(executor, handle, app, request)
 
+        async def connected(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            writers.add(writer)
+            try:
+                await serve_asyncio(reader, writer, app, run, options.idle_timeout_s)
+            finally:
+                writers.discard(writer)
+
         try:
-            server = await asyncio.start_server(
-                lambda r, w: serve_asyncio(r, w, app, run, options.idle_timeout_s), sock=listener, backlog=options.backlog
-            )
+            server = await asyncio.start_server(connected, sock=listener, backlog=options.backlog)
             async with server:
                 await stop.wait()
+                # Since 3.12.1 leaving `async with server` waits for every connection to
+                # close; idle keep-alive clients would hold the stop for --idle-timeout.
+                for writer in list(writers):
+                    writer.close()
         finally:
             try:
                 executor.shutdown(wait=False, cancel_futures=True)

@@ -33,7 +33,8 @@ def _activate():
     if not os.environ.get(_ENV_VAR, "").strip():
         return
     if sys.version_info < (3, 8):
-        _warn("Python %d.%d is too old for %s; not emulating" % (sys.version_info[:2] + (_ENV_VAR,)))
+        version = "%d.%d" % sys.version_info[:2]
+        _warn("Python %s is too old for %s; not emulating" % (version, _ENV_VAR))
         return
     import importlib.util
 
@@ -47,6 +48,8 @@ def _activate():
 
 def _chain():
     """Run the sitecustomize this one shadows, if there is one further down sys.path."""
+    if sys.version_info < (3, 4):  # no importlib.machinery.PathFinder.find_spec
+        return
     import importlib.machinery
     import importlib.util
 

@@ -7,8 +7,9 @@
 
 It blocks for warm-up + duration (+ at most the deadline to let in-flight requests end), is
 bounded in time whatever the server does, and returns early with `partial=True` when `stop`
-is set. `progress`, if given, receives a `Progress` about once a second, from the calling
-thread (asyncio engine, several processes) or from a thread this package owns (threads engine).
+is set. `progress`, if given, receives a `Progress` about once a second, always from the
+calling thread (every engine keeps its clock there), so it must return quickly: a slow
+callback delays the asyncio engine's loop.
 
 Client-side package: it imports nothing from the server side (they meet only over TCP).
 """
@@ -16,23 +17,33 @@ Client-side package: it imports nothing from the server side (they meet only ove
 from __future__ import annotations
 
 import threading
-from typing import Callable, Optional
+from collections.abc import Callable
 
 from ..metrics import LoadResult
 from .schedule import Progress
 from .workload import Workload
 
-__all__ = ["Workload", "Progress", "LoadResult", "run_load"]
+__all__ = ["Workload", "Progress", "LoadResult", "run_load", "prepare"]
+
+
+def prepare() -> None:
+    """Open the client's one-time library state now (uvloop keeps a process-wide pipe pair from
+    its first loop on), so that the harness's per-server fd accounting does not see it as a leak."""
+    from .engine_asyncio import new_loop
+
+    loop, _name = new_loop()
+    loop.close()
 
 
 def run_load(
     workload: Workload,
-    progress: Optional[Callable[[Progress], None]] = None,
-    stop: Optional[threading.Event] = None,
+    progress: Callable[[Progress], None] | None = None,
+    stop: threading.Event | None = None,
 ) -> LoadResult:
     """Run `workload` against its server and return what was measured.
 
-    Raises ValueError (one sentence) for an impossible workload, before any socket is opened.
+    Raises ValueError (one sentence) for an impossible workload or a host that does not
+    resolve, before any request is sent.
     """
     workload.check()
     if workload.engine == "threads":

@@ -22,12 +22,11 @@ from __future__ import annotations
 
 import asyncio
 import math
-import resource
-import socket
 import time
-from typing import Callable, List, Optional, Set, Tuple
+from collections.abc import Callable
 
 from ..metrics import HANG, MALFORMED, LoadResult
+from .net import raise_fd_limit, resolve
 from .outcome import Tally, classify_error
 from .response import ResponseReader
 from .schedule import MEASURED, STOP, CpuWindow, Progress, Schedule
@@ -40,7 +39,7 @@ PROGRESS_INTERVAL_S = 1.0
 CLEANUP_TIMEOUT_S = 2.0
 
 
-def new_loop() -> Tuple[asyncio.AbstractEventLoop, str]:
+def new_loop() -> tuple[asyncio.AbstractEventLoop, str]:
     """A fresh event loop and its name: uvloop's when importable, else the stdlib's."""
     try:
         import uvloop
@@ -51,9 +50,9 @@ def new_loop() -> Tuple[asyncio.AbstractEventLoop, str]:
 
 def run(
     workload: Workload,
-    progress: Optional[ProgressFn] = None,
-    stop: Optional[object] = None,
-    start_at: Optional[float] = None,
+    progress: ProgressFn | None = None,
+    stop: object | None = None,
+    start_at: float | None = None,
     use_uvloop: bool = True,
 ) -> LoadResult:
     """Run `workload` in this process and thread (which must not be running an event loop).
@@ -68,29 +67,15 @@ def run(
         loop.close()
 
 
-def resolve(host: str, port: int) -> Tuple[int, str]:
-    """(address family, numeric host), resolved once per run."""
-    family, _, _, _, sockaddr = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
-    return family, sockaddr[0]
-
-
-def raise_fd_limit(needed: int) -> None:
-    """Lift the soft descriptor limit toward the hard one if `needed` sockets would not fit."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft != resource.RLIM_INFINITY and soft < needed:
-        target = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
-        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-
-
 class _Conn(asyncio.Protocol):
     """One TCP connection of a slot; forwards events tagged with itself so that the slot can
     ignore a connection it has already given up on."""
 
     __slots__ = ("slot", "transport")
 
-    def __init__(self, slot: "_Slot") -> None:
+    def __init__(self, slot: _Slot) -> None:
         self.slot = slot
-        self.transport: Optional[asyncio.Transport] = None
+        self.transport: asyncio.Transport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -103,7 +88,7 @@ class _Conn(asyncio.Protocol):
         self.slot.on_eof(self)
         return False
 
-    def connection_lost(self, exc: Optional[Exception]) -> None:
+    def connection_lost(self, exc: Exception | None) -> None:
         self.slot.on_lost(self, exc)
 
 
@@ -112,14 +97,14 @@ class _Slot:
 
     __slots__ = ("run", "conn", "state", "t0", "measured", "reader", "task")
 
-    def __init__(self, run: "_Run") -> None:
+    def __init__(self, run: _Run) -> None:
         self.run = run
-        self.conn: Optional[_Conn] = None
+        self.conn: _Conn | None = None
         self.state = IDLE
         self.t0 = 0.0
         self.measured = False
         self.reader = ResponseReader(read_eof=run.read_eof)
-        self.task: Optional[asyncio.Task] = None
+        self.task: asyncio.Task[None] | None = None
 
     # -- issuing -----------------------------------------------------------------------------
     def begin(self) -> None:
@@ -158,7 +143,7 @@ class _Slot:
                 kind, detail = classify_error(error, connecting=True)
                 self.finish(kind, detail)
 
-    def finish(self, kind: str, detail: Optional[str] = None) -> None:
+    def finish(self, kind: str, detail: str | None = None) -> None:
         run = self.run
         latency = time.monotonic() - self.t0
         if latency >= run.deadline:
@@ -203,7 +188,7 @@ class _Slot:
         if self.state == WAITING:
             self.finish(self.reader.feed_eof())
 
-    def on_lost(self, conn: _Conn, exc: Optional[Exception]) -> None:
+    def on_lost(self, conn: _Conn, exc: Exception | None) -> None:
         if conn is not self.conn:
             return
         self.conn = None
@@ -232,7 +217,7 @@ class _Slot:
 
 
 class _Run:
-    def __init__(self, workload: Workload, loop: asyncio.AbstractEventLoop, loop_name: str, progress: Optional[ProgressFn], stop: Optional[object]) -> None:
+    def __init__(self, workload: Workload, loop: asyncio.AbstractEventLoop, loop_name: str, progress: ProgressFn | None, stop: object | None) -> None:
         self.workload = workload
         self.loop = loop
         self.loop_name = loop_name
@@ -246,8 +231,8 @@ class _Run:
         self.keep_alive = workload.keep_alive
         self.tally = Tally()
         self.cpu = CpuWindow()
-        self.tasks: Set[asyncio.Task] = set()
-        self.slots: List[_Slot] = []
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.slots: list[_Slot] = []
         self.idle = 0
         self.all_idle = asyncio.Event()
         self.partial = False
@@ -258,7 +243,7 @@ class _Run:
         if self.idle >= len(self.slots):
             self.all_idle.set()
 
-    async def main(self, start_at: Optional[float]) -> LoadResult:
+    async def main(self, start_at: float | None) -> LoadResult:
         raise_fd_limit(self.workload.concurrency + 64)
         if start_at is not None:
             await asyncio.sleep(max(0.0, start_at - time.monotonic()))

@@ -6,6 +6,10 @@ kept as diagnosis: the kinds say what the server did, the errno says how the cli
 and latency for measured `ok` outcomes only. Both engines use these, so an `ok` or a `hang`
 means the same whatever engine produced it.
 
+Latencies are first counted in a plain dict (value -> count) and added to the HdrHistogram in
+bulk: a dict increment costs a tenth of a pure-Python HdrHistogram record, and the result is
+identical.
+
 The tally is not thread-safe on its own: the asyncio engine calls it from its loop only; the
 threads engine holds a lock around it.
 """
@@ -15,14 +19,22 @@ from __future__ import annotations
 import errno
 import socket
 import time
-from typing import Dict, Tuple
 
-from ..metrics import HANG, OK, REFUSED, RESET, LatencyHistogram, LoadResult, zero_counts
+from ..metrics import (
+    HANG,
+    OK,
+    REFUSED,
+    RESET,
+    LatencyHistogram,
+    LoadResult,
+    zero_counts,
+)
 
+MAX_PENDING = 20_000  # distinct latency values held before a bulk add to the histogram
 _RESET_ERRNOS = {errno.ECONNRESET, errno.EPIPE, errno.ECONNABORTED}
 
 
-def classify_error(error: BaseException, connecting: bool) -> Tuple[str, str]:
+def classify_error(error: BaseException, connecting: bool) -> tuple[str, str]:
     """(outcome kind, detail) for an exception raised while connecting or exchanging data.
 
     A failure to connect that is neither a refusal nor a timeout (EADDRNOTAVAIL: the client ran
@@ -43,13 +55,14 @@ def classify_error(error: BaseException, connecting: bool) -> Tuple[str, str]:
 class Tally:
     """Counts of one process: warm-up outcomes apart, measured ones with their latencies."""
 
-    __slots__ = ("counts", "warmup", "histogram", "detail", "last_end")
+    __slots__ = ("counts", "warmup", "_histogram", "_pending", "detail", "last_end")
 
     def __init__(self) -> None:
-        self.counts: Dict[str, int] = zero_counts()
-        self.warmup: Dict[str, int] = zero_counts()
-        self.histogram = LatencyHistogram()
-        self.detail: Dict[str, int] = {}
+        self.counts: dict[str, int] = zero_counts()
+        self.warmup: dict[str, int] = zero_counts()
+        self._histogram = LatencyHistogram()
+        self._pending: dict[int, int] = {}  # latency in us -> count, not yet in the histogram
+        self.detail: dict[str, int] = {}
         self.last_end = 0.0  # monotonic time the last measured request ended
 
     def record(self, kind: str, measured: bool, latency_s: float, detail: str | None = None) -> None:
@@ -58,13 +71,24 @@ class Tally:
             return
         self.counts[kind] += 1
         if kind == OK:
-            self.histogram.record(int(latency_s * 1_000_000))
+            pending = self._pending
+            value = int(latency_s * 1_000_000)
+            pending[value] = pending.get(value, 0) + 1
+            if len(pending) >= MAX_PENDING:
+                self._flush()
         if detail is not None and kind != HANG:
             self.detail[detail] = self.detail.get(detail, 0) + 1
         self.last_end = time.monotonic()
 
-    def measured_total(self) -> int:
-        return sum(self.counts.values())
+    @property
+    def histogram(self) -> LatencyHistogram:
+        self._flush()
+        return self._histogram
+
+    def _flush(self) -> None:
+        for value, count in self._pending.items():
+            self._histogram.record(value, count)
+        self._pending.clear()
 
     def result(self, elapsed_s: float, cpu_s: float, cpu_wall_s: float, *, engine: str, loop: str, partial: bool) -> LoadResult:
         util = cpu_s / cpu_wall_s if cpu_wall_s > 0 else 0.0

@@ -22,6 +22,7 @@ from __future__ import annotations
 from ..metrics import CLOSED, HTTP_ERROR, MALFORMED, OK
 
 MAX_HEAD_BYTES = 64 * 1024
+MAX_LENGTH_DIGITS = 18  # Content-Length below 10**18 bytes
 _PREFIX = b"HTTP/1."
 
 
@@ -107,7 +108,11 @@ class ResponseReader:
                 name = name.lower()
                 if name == b"content-length":
                     value = value.strip()
-                    if not value.isdigit() or (length >= 0 and int(value) != length):
+                    # bytes.isdigit() is ASCII-only; the length cap keeps int() away from
+                    # its 4300-digit limit (ValueError) and from absurd sizes.
+                    if not value.isdigit() or len(value) > MAX_LENGTH_DIGITS:
+                        return False
+                    if length >= 0 and int(value) != length:
                         return False
                     length = int(value)
                 elif name == b"connection":

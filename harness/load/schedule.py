@@ -14,7 +14,6 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Dict, Optional
 
 from .workload import Workload
 
@@ -36,7 +35,7 @@ class Progress:
 
     phase: str
     elapsed_s: float
-    counts: Dict[str, int] = field(default_factory=dict)
+    counts: dict[str, int] = field(default_factory=dict)
 
 
 class Schedule:
@@ -45,8 +44,8 @@ class Schedule:
         self.measure_start = start + workload.warmup_s
         duration = workload.duration_s
         self.measure_end = self.measure_start + duration if duration is not None else math.inf
-        self.tickets: Optional[int] = workload.requests
-        self.stopped_at: Optional[float] = None
+        self.tickets: int | None = workload.requests
+        self.stopped_at: float | None = None
 
     def admit(self, now: float) -> int:
         if self.stopped_at is not None:

@@ -11,9 +11,9 @@ imported: the client side never imports the server side (they meet only over TCP
 
 from __future__ import annotations
 
+import builtins
 import math
 from dataclasses import dataclass, replace
-from typing import List
 
 ENGINES = ("asyncio", "threads")
 CONNECTIONS = ("close", "keep-alive")
@@ -47,7 +47,7 @@ class Workload:
     def target(self) -> str:
         return "/work?cpu_us=%d&sleep_ms=%s&bytes=%d" % (self.cpu_us, _number(self.sleep_ms), self.bytes)
 
-    def request_bytes(self) -> bytes:
+    def request_bytes(self) -> builtins.bytes:  # `bytes` is a field here
         """The one request every connection sends, built once per run (never per request)."""
         host = "[%s]" % self.host if ":" in self.host else self.host
         return (
@@ -59,7 +59,7 @@ class Workload:
     def keep_alive(self) -> bool:
         return self.connection == "keep-alive"
 
-    def check(self) -> "Workload":
+    def check(self) -> Workload:
         """Return self, or raise ValueError with one sentence naming the bad number."""
         _require(isinstance(self.host, str) and bool(self.host), "host must be a non-empty string")
         _require(_is_int(self.port) and 1 <= self.port <= 65535, "port must be between 1 and 65535 (got %r)" % (self.port,))
@@ -113,15 +113,15 @@ class Workload:
                 "requests (%d) must be at least client_procs (%d)" % (self.requests, self.client_procs),
             )
 
-    def share(self, parts: int) -> List["Workload"]:
+    def share(self, parts: int) -> list[Workload]:
         """Split concurrency (and `requests`) as evenly as possible into `parts` one-process
         workloads whose sum is this workload."""
         shares = _split(self.concurrency, parts)
         requests = _split(self.requests, parts) if self.requests is not None else [None] * parts
-        return [replace(self, concurrency=c, requests=r, client_procs=1) for c, r in zip(shares, requests)]
+        return [replace(self, concurrency=c, requests=r, client_procs=1) for c, r in zip(shares, requests, strict=True)]
 
 
-def _split(total: int, parts: int) -> List[int]:
+def _split(total: int, parts: int) -> list[int]:
     base, extra = divmod(total, parts)
     return [base + (1 if i < extra else 0) for i in range(parts)]
 

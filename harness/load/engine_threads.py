@@ -1,0 +1,216 @@
+"""The article's client: a ThreadPoolExecutor(max_workers=concurrency) of blocking sockets.
+
+It exists to reproduce what the article's users ran, not to be fast: each worker opens a
+plain blocking socket per request (keeps it only for `keep-alive` with a Content-Length
+response), sends with `sendall`, and reads per the workload's read mode. Every blocking call
+gets `settimeout(time left until the request's deadline)`, so a server that never answers
+yields a `hang` at the deadline and the worker moves on; nothing here can block for longer.
+
+Workers share one Schedule and one Tally under a lock. The calling thread is the clock: it
+reports progress, watches the stop event, and on stop shuts down the workers' sockets so that
+they return at once instead of at their deadlines.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import math
+import socket
+import threading
+import time
+from collections.abc import Callable
+
+from ..metrics import HANG, MALFORMED, LoadResult
+from .net import raise_fd_limit, resolve
+from .outcome import Tally, classify_error
+from .response import ResponseReader
+from .schedule import MEASURED, STOP, CpuWindow, Progress, Schedule
+from .workload import Workload
+
+ProgressFn = Callable[[Progress], None]
+CLOCK_STEP_S = 0.05
+PROGRESS_INTERVAL_S = 1.0
+RECV_BYTES = 65536
+MAX_REQUESTS_PER_WORKER = 10**9  # a formal bound; the schedule's clock ends workers long before
+
+
+class _Shared:
+    """What the workers share; every mutation of schedule/tally/sockets holds `lock`."""
+
+    def __init__(self, workload: Workload) -> None:
+        self.workload = workload
+        self.family, self.address = resolve(workload.host, workload.port)
+        self.request = workload.request_bytes()
+        self.lock = threading.Lock()
+        self.schedule = Schedule(workload, time.monotonic())
+        self.tally = Tally()
+        self.sockets: set[socket.socket] = set()
+
+    def admit(self) -> tuple[int, float]:
+        with self.lock:
+            now = time.monotonic()
+            return self.schedule.admit(now), now
+
+    def record(self, kind: str, measured: bool, latency: float, detail: str | None) -> None:
+        with self.lock:
+            if self.schedule.stopped_at is None:  # after a stop, in-flight requests are not counted
+                self.tally.record(kind, measured, latency, detail)
+
+    def track(self, sock: socket.socket, add: bool) -> None:
+        with self.lock:
+            if add:
+                self.sockets.add(sock)
+            else:
+                self.sockets.discard(sock)
+
+    def interrupt(self) -> None:
+        """Wake every worker blocked on a socket (after a stop)."""
+        with self.lock:
+            sockets = list(self.sockets)
+        for sock in sockets:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+
+def run(workload: Workload, progress: ProgressFn | None = None, stop: threading.Event | None = None) -> LoadResult:
+    raise_fd_limit(workload.concurrency + 64)
+    shared = _Shared(workload)
+    executor = concurrent.futures.ThreadPoolExecutor(max_workers=workload.concurrency, thread_name_prefix="hangbench-client")
+    try:
+        futures = [executor.submit(_worker, shared) for _ in range(workload.concurrency)]
+        partial, cpu = _clock(shared, futures, progress, stop)
+    except BaseException:  # e.g. KeyboardInterrupt in the calling thread: release the workers
+        with shared.lock:
+            shared.schedule.stop(time.monotonic())
+        shared.interrupt()
+        raise
+    finally:
+        executor.shutdown(wait=False, cancel_futures=True)
+    elapsed = shared.schedule.elapsed(shared.tally.last_end or time.monotonic())
+    with shared.lock:
+        return shared.tally.result(elapsed, cpu.cpu_s, cpu.wall_s, engine="threads", loop="threads", partial=partial)
+
+
+def _hard_limit(workload: Workload, schedule: Schedule) -> float:
+    if workload.duration_s is not None:
+        length = workload.duration_s
+    else:
+        length = math.ceil((workload.requests or 0) / workload.concurrency) * (workload.deadline_s + 0.1)
+    return schedule.measure_start + length + workload.deadline_s + 1.0
+
+
+def _clock(shared: _Shared, futures: list[concurrent.futures.Future[None]], progress: ProgressFn | None, stop: threading.Event | None) -> tuple[bool, CpuWindow]:
+    """Runs in the calling thread until the workers are done; returns (partial, cpu window)."""
+    schedule, cpu = shared.schedule, CpuWindow()
+    limit = _hard_limit(shared.workload, schedule)
+    next_progress = schedule.start + PROGRESS_INTERVAL_S
+    for _ in range(int((limit - schedule.start) / CLOCK_STEP_S) + 10):
+        done, _pending = concurrent.futures.wait(futures, timeout=CLOCK_STEP_S)
+        now = time.monotonic()
+        if now >= schedule.measure_start:
+            cpu.begin()
+        if len(done) == len(futures):
+            cpu.end()
+            _raise_worker_error(done)
+            return False, cpu
+        if stop is not None and stop.is_set():
+            with shared.lock:
+                schedule.stop(now)
+            shared.interrupt()
+            cpu.end()
+            return True, cpu
+        if schedule.issuing_over(now):
+            cpu.end()
+        if progress is not None and now >= next_progress:
+            next_progress = now + PROGRESS_INTERVAL_S
+            with shared.lock:
+                phase = schedule.phase(now)
+                counts = dict(shared.tally.warmup if phase == "warmup" else shared.tally.counts)
+            progress(Progress(phase, round(schedule.phase_elapsed(now), 3), counts))
+        if now >= limit:
+            break
+    with shared.lock:
+        schedule.stop(time.monotonic())
+    shared.interrupt()
+    cpu.end()
+    return True, cpu
+
+
+def _raise_worker_error(done: set[concurrent.futures.Future[None]]) -> None:
+    for future in done:
+        error = future.exception()
+        if error is not None:
+            raise error
+
+
+def _worker(shared: _Shared) -> None:
+    reader = ResponseReader(read_eof=shared.workload.read == "eof")
+    deadline_s = shared.workload.deadline_s
+    sock: socket.socket | None = None
+    try:
+        for _ in range(MAX_REQUESTS_PER_WORKER):
+            admitted, t0 = shared.admit()
+            if admitted == STOP:
+                return
+            kind, detail, sock = _request(shared, reader, sock, t0 + deadline_s)
+            latency = time.monotonic() - t0
+            if latency >= deadline_s:
+                kind = HANG
+            shared.record(kind, admitted == MEASURED, latency, detail)
+    finally:
+        if sock is not None:
+            _close(shared, sock)
+
+
+def _request(shared: _Shared, reader: ResponseReader, sock: socket.socket | None, deadline: float) -> tuple[str, str | None, socket.socket | None]:
+    """One request; returns (kind, detail, socket to reuse or None)."""
+    if sock is None:
+        sock = socket.socket(shared.family, socket.SOCK_STREAM)
+        shared.track(sock, True)
+        try:
+            sock.settimeout(max(deadline - time.monotonic(), 0.001))
+            sock.connect((shared.address, shared.workload.port))
+        except OSError as error:
+            _close(shared, sock)
+            kind, detail = classify_error(error, connecting=True)
+            return kind, detail, None
+    reader.reset()
+    try:
+        kind = _exchange(sock, shared.request, reader, deadline)
+    except OSError as error:
+        _close(shared, sock)
+        kind, detail = classify_error(error, connecting=False)
+        return kind, detail, None
+    if kind == MALFORMED or not (shared.workload.keep_alive and reader.reusable):
+        _close(shared, sock)
+        return kind, None, None
+    return kind, None, sock
+
+
+def _exchange(sock: socket.socket, request: bytes, reader: ResponseReader, deadline: float) -> str:
+    sock.settimeout(_left(deadline))
+    sock.sendall(request)
+    for _ in range(MAX_REQUESTS_PER_WORKER):  # each recv returns >= 1 byte or ends the loop
+        sock.settimeout(_left(deadline))
+        data = sock.recv(RECV_BYTES)
+        kind = reader.feed(data) if data else reader.feed_eof()
+        if kind is not None:
+            return kind
+    raise TimeoutError("response never ended")  # pragma: no cover - unreachable in practice
+
+
+def _left(deadline: float) -> float:
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise TimeoutError("deadline passed")
+    return left
+
+
+def _close(shared: _Shared, sock: socket.socket) -> None:
+    shared.track(sock, False)
+    try:
+        sock.close()
+    except OSError:
+        pass

@@ -1,0 +1,23 @@
+"""Misbehaves by holding the listener without ever accepting: connects succeed (the kernel's
+backlog completes the handshake) but no byte ever comes back.
+
+Expected: StartupFailure "not-ready" with the HTTP probe; a bare TCP probe succeeds.
+"""
+
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from _misbehaving_common import bounded_sleep  # noqa: E402
+
+from harness.strategy import Strategy  # noqa: E402
+
+
+class NeverAnswers(Strategy):
+    name = "mis-never-answers"
+    summary = "listens but never accepts"
+    broken = "holds the listener and sleeps"
+
+    def serve(self, listener, app, options):
+        bounded_sleep()

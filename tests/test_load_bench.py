@@ -1,0 +1,127 @@
+"""Benchmarks of the client's hot path: the response reader (vs h11) and end-to-end throughput
+of the asyncio engine against a trivial fixed-response server in another process.
+
+Disabled by default (`--benchmark-disable` in pyproject addopts: each runs once, as a test,
+and asserts behaviour only). Measure with:
+
+    python -m pytest tests/test_load_bench.py --benchmark-enable
+
+The end-to-end figure (requests/s, in the benchmark's extra_info and printed with -s) is only
+meaningful on an idle machine with the server and the client on different cores.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import time
+from typing import Any
+
+import pytest
+
+from harness.load import Workload, run_load
+from harness.load.response import ResponseReader
+from harness.metrics import OK
+
+pytestmark = pytest.mark.timeout(120)
+
+RESPONSE = (
+    b"HTTP/1.1 200 OK\r\nServer: hangbench\r\nDate: Fri, 27 Nov 2026 10:25:38 GMT\r\n"
+    b"Content-Type: text/plain\r\nContent-Length: 64\r\n\r\n" + b"x" * 64
+)
+SERVER_LIFETIME_S = 60.0
+
+
+def test_reader_parses_a_typical_response(benchmark: Any) -> None:
+    reader = ResponseReader()
+
+    def one() -> str | None:
+        reader.reset()
+        return reader.feed(RESPONSE)
+
+    assert benchmark(one) == OK
+
+
+def test_h11_parses_the_same_response(benchmark: Any) -> None:
+    h11 = pytest.importorskip("h11")
+
+    conn = h11.Connection(our_role=h11.CLIENT)
+    request = h11.Request(method="GET", target="/", headers=[("Host", "x")])
+
+    def one() -> Any:  # one request/response cycle on a persistent connection
+        conn.send(request)
+        conn.send(h11.EndOfMessage())
+        conn.receive_data(RESPONSE)
+        events = [conn.next_event() for _ in range(3)]
+        conn.start_next_cycle()
+        return events[-1]
+
+    assert type(benchmark(one)).__name__ == "EndOfMessage"
+
+
+class _Fixed(asyncio.Protocol):
+    """Answers each request head with RESPONSE (closing when asked); no parsing beyond that."""
+
+    def connection_made(self, transport: Any) -> None:
+        self.transport = transport
+        self.buffer = b""
+
+    def data_received(self, data: bytes) -> None:
+        buffer = self.buffer + data
+        for _ in range(1000):
+            end = buffer.find(b"\r\n\r\n")
+            if end < 0:
+                break
+            head, buffer = buffer[:end], buffer[end + 4 :]
+            if b"Connection: close" in head:
+                self.transport.write(RESPONSE.replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n", 1))
+                self.transport.close()
+                return
+            self.transport.write(RESPONSE)
+        self.buffer = buffer
+
+
+def fixed_server(ports: Any) -> None:
+    """Entry point of the server process: serve for at most SERVER_LIFETIME_S."""
+
+    async def main() -> None:
+        server = await asyncio.get_running_loop().create_server(_Fixed, "127.0.0.1", 0, backlog=1024)
+        ports.put(server.sockets[0].getsockname()[1])
+        await asyncio.sleep(SERVER_LIFETIME_S)
+
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
+    asyncio.run(main())
+
+
+@pytest.fixture(scope="module")
+def fixed_port() -> Any:
+    context = multiprocessing.get_context("spawn")
+    ports = context.Queue()
+    server = context.Process(target=fixed_server, args=(ports,), daemon=True)
+    server.start()
+    try:
+        yield ports.get(timeout=30)
+    finally:
+        server.terminate()
+        server.join(5)
+        if server.is_alive():
+            server.kill()
+            server.join(5)
+
+
+@pytest.mark.parametrize("connection", ["keep-alive", "close"])
+def test_asyncio_engine_throughput(benchmark: Any, fixed_port: int, connection: str) -> None:
+    workload = Workload("127.0.0.1", fixed_port, concurrency=32, duration_s=1.0, warmup_s=0.2, connection=connection)
+    started = time.monotonic()
+    result = benchmark.pedantic(run_load, args=(workload,), rounds=1, iterations=1)
+    benchmark.extra_info.update(
+        requests_per_s=round(result.throughput_rps), p99_us=result.latency_us["p99"], client_cpu_util=round(result.client_cpu_util, 2)
+    )
+    print("\nasyncio engine, %s, 32 connections: %.0f req/s, p99 %d us, client CPU %.2f (%.1fs)"
+          % (connection, result.throughput_rps, result.latency_us["p99"], result.client_cpu_util, time.monotonic() - started))
+    assert result.counts[OK] == result.total > 0
