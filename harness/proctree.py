@@ -36,7 +36,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
-from typing import Dict, Iterable, List, Optional, Set, Tuple
+from typing import Callable, Dict, Iterable, List, Optional, Set, Tuple
 
 import psutil
 from loguru import logger
@@ -345,14 +345,17 @@ class ProcessTree:
             total_cpu = sum(self._cpu_seen.values())
         return Usage(cpu_s=total_cpu, rss_bytes=rss, n_processes=n_live)
 
-    def kill(self, grace_s: float) -> KillReport:
+    def kill(self, grace_s: float, before_kill: Optional[Callable[[], None]] = None) -> KillReport:
         """End the tree: SIGTERM the root, wait up to `grace_s`, SIGKILL it if needed, then
         SIGTERM / short wait / SIGKILL every other member left. Bounded in time:
-        about grace_s + 1 s + 10 x 1 s at worst."""
+        about grace_s + 1 s + 10 x 1 s at worst (plus `before_kill`, which must be bounded).
+
+        `before_kill` runs when the root ignored SIGTERM, just before SIGKILL: the last moment
+        to see where it was stuck."""
         started = time.monotonic()
         self.refresh(thorough=True)
         self.usage()  # last CPU reading before anything dies
-        root_ignored, killed = self._stop_root(grace_s)
+        root_ignored, killed = self._stop_root(grace_s, before_kill)
         self._terminate_others(min(grace_s, _ORPHAN_GRACE_MAX_S))
         killed_more, leftover = self._kill_rounds()
         reap_orphans()
@@ -369,13 +372,18 @@ class ProcessTree:
 
     # ------------------------------------------------------------------ kill phases
 
-    def _stop_root(self, grace_s: float) -> Tuple[bool, List[int]]:
+    def _stop_root(self, grace_s: float, before_kill: Optional[Callable[[], None]] = None) -> Tuple[bool, List[int]]:
         if not _alive(self._root):
             return False, []
         _signal(self._root, signal.SIGTERM)
         if not _wait_gone([self._root], grace_s):
             return False, []
         logger.info("server pid {} ignored SIGTERM for {:.1f} s; sending SIGKILL", self._root_pid, grace_s)
+        if before_kill is not None:
+            try:
+                before_kill()
+            except Exception as error:  # noqa: BLE001 - forensics must never prevent the kill
+                logger.warning("capture before SIGKILL of {} failed: {}", self._root_pid, error)
         _signal(self._root, signal.SIGKILL)
         return True, [self._root_pid]
 

@@ -52,6 +52,8 @@ def _note(record: StrategyRecord) -> str:
         notes.append("client-bound")
     if record.partial:
         notes.append("partial")
+    if record.stop and record.stop.get("ignored_sigterm"):
+        notes.append("ignored SIGTERM, killed")
     if record.leaks:
         notes.append("LEAK: " + "; ".join(record.leaks))
     if record.stuck:

@@ -188,6 +188,8 @@ def run_case(case: planning.Case, settings: Settings, stop: threading.Event, pri
         watchdog.cancel()
         case_stop.set()  # ends the forwarder
         report = server.stop(settings.stop_grace_s)
+    if record.forensics is None and server.forensics is not None:  # captured before a SIGKILL
+        record = replace(record, stuck=server.forensics.summary, forensics=server.forensics.to_dict())
     return _with_stop(record, report, time.monotonic() - started)
 
 

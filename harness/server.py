@@ -100,8 +100,8 @@ def main(argv: Optional[List[str]] = None, parser: Optional[argparse.ArgumentPar
 
 def run(args: argparse.Namespace) -> int:
     logger = log.setup(args.log_level)
-    _install_hooks(args.emulate)
     try:
+        _install_hooks(args.emulate)
         strategy = load_strategy(args.strategy, args.plugin)
         options = options_from(args, strategy)
         app = App(Work(cpu_us=args.cpu_us, sleep_ms=args.sleep_ms, bytes=args.bytes).validated())

@@ -88,6 +88,7 @@ _ACCEPT_POLL_S = 0.05
 _REAP_ROOT_TIMEOUT_S = 5.0
 _THREAD_JOIN_TIMEOUT_S = 2.0
 _TAIL_KEPT_LINES = 200
+_KILL_CAPTURE_TIMEOUT_S = 10.0  # forensics of a server that ignored SIGTERM, before SIGKILL
 
 
 class SupervisorError(Exception):
@@ -586,7 +587,7 @@ class ServerProcess:
                               port_free=None, fd_leak=0)
         started = time.monotonic()
         before_kill = self._safe_sample(None)
-        kill = self._tree.kill(grace_s) if self._tree is not None else None
+        kill = self._tree.kill(grace_s, self._capture_before_kill) if self._tree is not None else None
         exit_code, root_left = self._reap_root()
         reap_orphans()
         self._stop_threads.set()
@@ -600,6 +601,12 @@ class ServerProcess:
         if not report.clean:
             logger.warning("server {} left something behind: {}", self.pid, report)
         return report
+
+    def _capture_before_kill(self) -> None:
+        """The server ignored SIGTERM: record where it is stuck, unless a capture exists."""
+        if self._forensics is None:
+            self._forensics = forensics_mod.capture(self.pids(), self._forensics_out, _KILL_CAPTURE_TIMEOUT_S,
+                                                    faulthandler_dir=str(self._forensics_dir))
 
     def _reap_root(self) -> Tuple[Optional[int], bool]:
         assert self._popen is not None
