@@ -83,7 +83,7 @@ def load_strategy(name: str, plugins: List[str]) -> Strategy:
 
 
 def options_from(args: argparse.Namespace, strategy: Strategy) -> ServeOptions:
-    workers = args.workers if args.workers is not None else getattr(strategy, "default_workers", ServeOptions.workers)
+    workers = args.workers if args.workers is not None else strategy.default_workers
     return ServeOptions(
         workers=workers,
         start_method=args.start_method,

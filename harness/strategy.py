@@ -77,7 +77,8 @@ class Strategy:
     name: str = ""
     summary: str = ""
     broken: Optional[str] = None  # why this strategy is expected to misbehave, or None
-    uses_multiprocessing: bool = False
+    uses_multiprocessing: bool = False  # True: runs once per --start-method in a benchmark
+    default_workers: int = 16  # --workers when not given: processes, threads or greenlets
 
     def serve(self, listener: socket.socket, app: App, options: ServeOptions) -> None:
         raise NotImplementedError

@@ -37,6 +37,8 @@ pytestmark = pytest.mark.realclient
 
 SOUND_STRATEGIES = ["scm-rights", "threads", "gevent", "asyncio-executor"]
 CLIENT_TIMEOUT_S = 60.0  # bound on any one client run; a healthy run takes a few seconds
+AB_RESPONSE_TIMEOUT_S = 10  # ab -s: a response (or, without -k, the server's close) late by this is a failure
+SOCKET_TIMEOUT_S = 5.0  # raw-socket reads; a healthy server answers in milliseconds
 
 AB_REQUESTS = 2000
 AB_CONCURRENCY = 32
@@ -102,7 +104,7 @@ def ab_field(output: str, name: str) -> str:
 def test_ab(server_factory: ServerFactory, strategy: str, keep_alive: bool) -> None:
     ab = require("ab")
     server = start(server_factory, strategy)
-    argv: List[str] = [ab] + (["-k"] if keep_alive else []) + ["-n", str(AB_REQUESTS), "-c", str(AB_CONCURRENCY), url(server)]
+    argv: List[str] = [ab] + (["-k"] if keep_alive else []) + ["-s", str(AB_RESPONSE_TIMEOUT_S), "-n", str(AB_REQUESTS), "-c", str(AB_CONCURRENCY), url(server)]
     proc = run_client(argv)
     info = describe(proc, server)
     assert proc.returncode == 0, info
@@ -164,9 +166,9 @@ def expect_400_then_close(client: HttpClient, garbage: bytes) -> None:
 def test_malformed_request_gets_400_and_server_survives(server_factory: ServerFactory, strategy: str, garbage: bytes) -> None:
     curl = require("curl")
     server = start(server_factory, strategy)
-    with HttpClient(server.port) as client:  # garbage as the first bytes of a connection
+    with HttpClient(server.port, SOCKET_TIMEOUT_S) as client:  # garbage as the first bytes of a connection
         expect_400_then_close(client, garbage)
-    with HttpClient(server.port) as client:  # garbage on a keep-alive connection already used
+    with HttpClient(server.port, SOCKET_TIMEOUT_S) as client:  # garbage on a keep-alive connection already used
         assert client.get("/").status == 200
         expect_400_then_close(client, garbage)
     proc = run_client([curl, "-s", "--max-time", "10", "-o", "/dev/null", "-w", "%{http_code}", url(server)])
