@@ -33,6 +33,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -142,7 +143,8 @@ def capture(pids: Iterable[int], out_dir: Optional[PathArg] = None, timeout_s: f
         raise ForensicsError("py-spy not found: install it (pip install py-spy) or use method='auto'")
     unique = list(dict.fromkeys(int(p) for p in pids))
     with ThreadPoolExecutor(max_workers=_PARALLEL_DUMPS) as pool:
-        dumps = tuple(pool.map(lambda pid: _capture_one(pid, spy, faulthandler_dir, deadline), unique))
+        tables = _SocketTables()
+        dumps = tuple(pool.map(lambda pid: _capture_one(pid, spy, faulthandler_dir, deadline, tables), unique))
     result = Forensics(time.time(), time.monotonic() - started, dumps, summarize_processes(dumps))
     if out_dir is not None:
         result = dataclasses.replace(result, path=str(_write(result, Path(out_dir))))
@@ -158,7 +160,8 @@ def find_py_spy() -> Optional[str]:
     return str(beside) if beside.is_file() and os.access(beside, os.X_OK) else None
 
 
-def _capture_one(pid: int, spy: Optional[str], fh_dir: Optional[str], deadline: float) -> ProcessDump:
+def _capture_one(pid: int, spy: Optional[str], fh_dir: Optional[str], deadline: float,
+                 tables: "_SocketTables") -> ProcessDump:
     errors: List[str] = []
     threads: Tuple[ThreadDump, ...] = ()
     source = "none"
@@ -174,8 +177,13 @@ def _capture_one(pid: int, spy: Optional[str], fh_dir: Optional[str], deadline: 
         if error:
             errors.append(error)
     state, wchan = _proc_state(pid)
+    fds: Tuple[FdInfo, ...] = ()
+    if time.monotonic() < deadline:
+        fds = _fds(pid, tables)
+    else:
+        errors.append("no fd table: the forensics time budget was used up")
     return ProcessDump(pid=pid, cmdline=_cmdline(pid), state=state, wchan=wchan, stack_source=source,
-                       threads=threads, tasks=_tasks(pid), fds=_fds(pid), errors=tuple(errors))
+                       threads=threads, tasks=_tasks(pid), fds=fds, errors=tuple(errors))
 
 
 def _write(result: Forensics, out_dir: Path) -> Path:
@@ -379,13 +387,33 @@ def _syscall(path: str) -> Optional[str]:
     return _SYSCALLS.get(platform.machine(), {}).get(number, "syscall %d" % number)
 
 
-def _fds(pid: int) -> Tuple[FdInfo, ...]:
+class _SocketTables:
+    """Socket tables by network namespace, read once per capture: /proc/PID/net/tcp can hold
+    tens of thousands of TIME_WAIT rows after a connection-per-request run, and every process
+    of a server tree shares one namespace."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._tables: Dict[str, Dict[str, str]] = {}
+
+    def get(self, pid: int) -> Dict[str, str]:
+        try:
+            namespace = os.readlink("/proc/%d/ns/net" % pid)
+        except OSError:
+            namespace = "pid:%d" % pid
+        with self._lock:  # one reader per namespace; the others wait for its table
+            if namespace not in self._tables:
+                self._tables[namespace] = _socket_table(pid)
+            return self._tables[namespace]
+
+
+def _fds(pid: int, tables: Optional[_SocketTables] = None) -> Tuple[FdInfo, ...]:
     base = "/proc/%d/fd" % pid
     try:
         names = sorted(int(n) for n in os.listdir(base) if n.isdigit())
     except OSError:
         return ()
-    sockets = _socket_table(pid)
+    sockets = (tables or _SocketTables()).get(pid)
     fds = []
     for fd in names:
         try:
@@ -504,11 +532,48 @@ def summarize_processes(processes: Sequence[ProcessDump]) -> str:
     location = " (%s)" % where if where else ""
     doing = "running" if call == "running" else "in " + call
     if not busy:
+        held = _held_while_idle(processes)
+        if held:
+            return held
         return "idle: %d/%d threads waiting for work, most %s%s%s" % (total, total, doing, location, spread)
     elsewhere = len(busy) - count
     idle = total - len(busy)
     tail = (", %d elsewhere" % elsewhere if elsewhere else "") + ("; %d idle" % idle if idle else "")
     return "%d/%d threads %s%s%s%s" % (count, total, doing, location, spread, tail)
+
+
+def _held_while_idle(processes: Sequence[ProcessDump]) -> Optional[str]:
+    """With no thread working, a process that still holds accepted client connections is where
+    the hang is: nobody serves them, yet they stay open (the lingering-reference case, a task
+    lost with its socket). Name the process with the most, and where its main thread waits."""
+    listen_ports = {_detail_port(detail) for dump in processes for detail in _tcp_details(dump) if detail.endswith(" LISTEN")} - {""}
+    best: Optional[Tuple[int, ProcessDump, Counter]] = None
+    for dump in processes:
+        states = Counter(detail.rsplit(" ", 1)[-1] for detail in _tcp_details(dump)
+                         if not detail.endswith(" LISTEN") and _detail_port(detail) in listen_ports)
+        count = sum(states.values())
+        if count and (best is None or count > best[0]):
+            best = (count, dump, states)
+    if best is None:
+        return None
+    count, dump, states = best
+    # Where its main thread waits (py-spy names it; faulthandler lists it last).
+    main = [t for t in dump.threads if t.tid == dump.pid or t.name == "MainThread"] or list(dump.threads[-1:])
+    point = _point(dump, main[0]) if main else None
+    waiting = " while its main thread is idle in %s%s" % (point.call, " (%s)" % point.where if point.where else "") if point else ""
+    kinds = ", ".join("%d %s" % (n, state) for state, n in states.most_common())
+    return "no thread working, but pid %d holds %d accepted client connection%s (%s)%s" % (
+        dump.pid, count, "" if count == 1 else "s", kinds, waiting)
+
+
+def _tcp_details(dump: ProcessDump) -> List[str]:
+    return [fd.detail for fd in dump.fds if fd.detail and fd.detail.startswith("tcp")]
+
+
+def _detail_port(detail: str) -> str:
+    """The local port of a socket-table detail "tcp 127.0.0.1:8080 <- 127.0.0.1:5555 STATE"."""
+    parts = detail.split()
+    return parts[1].rsplit(":", 1)[-1] if len(parts) > 1 else ""
 
 
 def _summarize_states(processes: Sequence[ProcessDump]) -> str:

@@ -15,12 +15,18 @@ from tabulate import tabulate
 
 from .results import COMPLETED, ResultsError, RunRecord, StrategyRecord, read_run
 
-HEADERS = ["strategy", "status", "ok/s", "p50 ms", "p90 ms", "p99 ms", "p99.9 ms", "max ms", "hang %", "errors", "cpu s/1k", "rss MB", "note"]
+HEADERS = ["strategy", "status", "ok/s", "p50 ms", "p90 ms", "p99 ms", "p99.9 ms", "max ms", "hangs", "errors", "cpu s/1k", "rss MB", "note"]
 
 
 def _ms(record: StrategyRecord, key: str) -> str:
     value = record.latency_us.get(key) if record.latency_us else None
     return "-" if not value else "%.2f" % (value / 1000.0)
+
+
+def _hangs(record: StrategyRecord) -> str:
+    """Count and share: a 0.02% hang rate must not print as 0.0."""
+    count = record.requests.get("hang", 0)
+    return "%d (%.3g%%)" % (count, 100 * record.hang_rate) if count else "0"
 
 
 def _errors(record: StrategyRecord) -> str:
@@ -78,7 +84,7 @@ def rows(records: Sequence[StrategyRecord]) -> List[List[str]]:
                 _ms(r, "p99"),
                 _ms(r, "p999"),
                 _ms(r, "max"),
-                "%.1f" % (100 * r.hang_rate) if measured else "-",
+                _hangs(r) if measured else "-",
                 _errors(r) if measured else "-",
                 "%.2f" % r.server_cpu_s_per_1k if r.server_cpu_s_per_1k is not None else "-",
                 "%.0f" % r.server_peak_rss_mb if r.server_peak_rss_mb is not None else "-",

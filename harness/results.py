@@ -52,7 +52,10 @@ class StrategyRecord:
     latency_us: Dict[str, int] = field(default_factory=dict)  # p50 p90 p99 p999 max
     histogram: str = ""  # HdrHistogram, standard compressed base64 encoding, microseconds
     elapsed_s: float = 0.0
-    client_cpu_util: float = 0.0
+    client_cpu_util: float = 0.0  # busiest client process: CPU seconds / wall seconds
+    client_cpu_s: float = 0.0  # all client processes, during measurement
+    server_cpu_util: float = 0.0  # server tree CPU seconds / wall seconds (cores), during measurement
+    machine_cpu_busy: float = 0.0  # share of all the machine's cores busy during measurement
     client_bound: bool = False
     server_cpu_s_per_1k: Optional[float] = None
     server_peak_rss_mb: Optional[float] = None
@@ -118,14 +121,20 @@ def check_writable(path: Path) -> None:
         raise ResultsError("cannot create the output folder %s: %s" % (folder, error.strerror or error))
     if path.is_dir():
         raise ResultsError("output path %s is a folder; give a file name ending in .json" % path)
-    if not os.access(folder, os.W_OK):
-        raise ResultsError("output folder %s is not writable" % folder)
+    # Try it: os.access says yes to root everywhere, even on /proc or a read-only mount.
+    try:
+        handle, probe = tempfile.mkstemp(prefix=".%s." % path.name, suffix=".probe", dir=str(folder))
+        os.close(handle)
+        os.unlink(probe)
+    except OSError as error:
+        raise ResultsError("output folder %s is not writable: %s" % (folder, error.strerror or error))
 
 
 def write_text_atomic(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temp = tempfile.mkstemp(prefix=".%s." % path.name, suffix=".tmp", dir=str(path.parent))
     try:
+        os.chmod(temp, 0o666 & ~_umask())  # mkstemp makes 0600; a results file is for sharing
         with os.fdopen(handle, "w", encoding="utf-8") as stream:
             stream.write(text)
             stream.flush()
@@ -137,6 +146,12 @@ def write_text_atomic(path: Path, text: str) -> None:
         except OSError:
             pass
         raise
+
+
+def _umask() -> int:
+    current = os.umask(0)
+    os.umask(current)
+    return current
 
 
 def write_run(record: RunRecord, path: Path) -> None:
@@ -151,9 +166,13 @@ def read_run(path: str) -> RunRecord:
         raise ResultsError("results file %s does not exist" % path)
     except (OSError, ValueError) as error:
         raise ResultsError("cannot read results file %s: %s" % (path, error))
+    if not isinstance(data, dict):
+        raise ResultsError("%s is not a hangbench results file (it holds a JSON %s, not an object)" % (path, type(data).__name__))
     try:
         return RunRecord.from_dict(data)
-    except (KeyError, TypeError) as error:
+    except ResultsError as error:  # which of the files given: say it
+        raise ResultsError("%s: %s" % (path, error))
+    except (KeyError, TypeError, ValueError, AttributeError) as error:
         raise ResultsError("%s is not a hangbench results file (missing or bad field %s)" % (path, error))
 
 

@@ -11,7 +11,10 @@ reported `timed-out`. Hanging is a finding, not a failure: the run goes on.
 from __future__ import annotations
 
 import argparse
+import json
+import math
 import os
+import re
 import shlex
 import signal
 import sys
@@ -20,7 +23,7 @@ import threading
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from . import plan as planning
 from .load import Progress, Workload, prepare, run_load
@@ -29,6 +32,7 @@ from .progress import ProgressPrinter
 from .report import markdown, terminal_table
 from .results import (
     COMPLETED,
+    CRASHED,
     INTERRUPTED,
     TIMED_OUT,
     ResultsError,
@@ -41,31 +45,59 @@ from .results import (
     write_run,
     write_text_atomic,
 )
-from .supervisor import ServerProcess, StartupFailure
+from .supervisor import ReadyInfo, ServerProcess, StartupFailure
 
 CLIENT_BOUND_UTIL = 0.85  # a client process this busy (fraction of one core) may be the bottleneck
+MACHINE_SATURATED = 0.9  # share of all cores busy over the measurement
 FORENSICS_TIMEOUT_S = 15.0
 
 
 class Interrupts:
-    """First Ctrl-C: stop the current measurement, save partial results. Second: leave now."""
+    """First Ctrl-C: stop the current measurement, save partial results. Second: leave now.
+    SIGTERM (`timeout`, a CI job's cancel, `kill`) counts as a Ctrl-C: left to its default, it
+    would end the harness at once and leave the current server tree running.
+
+    "Now" has two exceptions, marked by `shielded` > 0, where a second Ctrl-C only sets `leave`
+    and `leave_if_asked()` raises KeyboardInterrupt once the section is over: stopping a server
+    tree (cut short, it would leave the server running), and the load generator (it ends within
+    a moment of the first Ctrl-C anyway, and a KeyboardInterrupt inside an event-loop callback
+    is swallowed by the loop, or turns its teardown into a page of noise)."""
 
     def __init__(self) -> None:
         self.stop = threading.Event()
-        self._previous: Any = None
+        self.shielded = 0
+        self.leave = False
+        self.signum = signal.SIGINT  # the first signal received
+        self._previous: Dict[int, Any] = {}
 
     def __enter__(self) -> "Interrupts":
-        self._previous = signal.signal(signal.SIGINT, self._handle)
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            self._previous[signum] = signal.signal(signum, self._handle)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        signal.signal(signal.SIGINT, self._previous)
+        for signum, previous in self._previous.items():
+            signal.signal(signum, previous)
+
+    @property
+    def exit_status(self) -> int:
+        return 128 + int(self.signum)  # 130 after Ctrl-C, 143 after SIGTERM, as the shell reports
 
     def _handle(self, signum: int, frame: Any) -> None:
         if self.stop.is_set():
+            if self.shielded:
+                self.leave = True
+                sys.stderr.write("\nharness: leaving as soon as the server is stopped\n")
+                return
             raise KeyboardInterrupt
+        self.signum = signal.Signals(signum)
         self.stop.set()
-        sys.stderr.write("\nharness: interrupted; stopping the current server and saving partial results (Ctrl-C again to quit at once)\n")
+        how = " by SIGTERM" if signum == signal.SIGTERM else ""
+        sys.stderr.write("\nharness: interrupted%s; stopping the current server and saving partial results (Ctrl-C again to quit at once)\n" % how)
+
+    def leave_if_asked(self) -> None:
+        if self.leave and not self.shielded:
+            raise KeyboardInterrupt
 
 
 @dataclass(frozen=True)
@@ -109,7 +141,7 @@ def run_benchmark(args: argparse.Namespace) -> int:
             if interrupts.stop.is_set():
                 break
             printer.start_case(index, len(cases), case.display)
-            record = run_case(case, settings, interrupts.stop, printer, Path(scratch))
+            record = run_case(case, settings, interrupts, printer, Path(scratch))
             records.append(record)
             printer.end_case(record)
             partial = interrupts.stop.is_set() or index < len(cases)
@@ -119,7 +151,7 @@ def run_benchmark(args: argparse.Namespace) -> int:
     write_text_atomic(output.parent / "latest.md", markdown(run, command))
     print(terminal_table(records))
     print("\nresults: %s  (table: %s)" % (output, output.parent / "latest.md"))
-    return 130 if interrupts.stop.is_set() else 0
+    return interrupts.exit_status if interrupts.stop.is_set() else 0
 
 
 def _quiet_library_logs() -> None:
@@ -130,30 +162,46 @@ def _quiet_library_logs() -> None:
     logger.add(sys.stderr, level="WARNING", format="harness: {level}: {message}")
 
 
+# Workload.check() names its fields; a user of the command line knows the options.
+_OPTION_NAMES = {"duration_s": "--duration", "warmup_s": "--warmup", "deadline_s": "--deadline", "client_procs": "--client-procs",
+                 "cpu_us": "--cpu-us", "sleep_ms": "--sleep-ms", "concurrency": "--concurrency", "requests": "--requests", "bytes": "--bytes"}
+
+
 def _settings(args: argparse.Namespace) -> Settings:
-    duration = args.duration if args.duration is not None else (None if args.requests else 10.0)
-    workload = Workload(
-        host=args.host if args.host not in ("0.0.0.0", "::", "") else "127.0.0.1",
-        port=1,  # replaced by each server's real port
-        engine=args.engine,
-        concurrency=args.concurrency,
-        duration_s=duration,
-        requests=args.requests,
-        warmup_s=args.warmup,
-        connection=args.connection,
-        read=args.read,
-        deadline_s=args.deadline,
-        cpu_us=args.cpu_us,
-        sleep_ms=args.sleep_ms,
-        bytes=args.bytes,
-        client_procs=args.client_procs,
-    ).check()
+    if args.duration is not None and args.requests is not None:
+        raise ValueError("give either --duration or --requests, not both")
+    duration = args.duration if args.duration is not None else (None if args.requests is not None else 10.0)
+    try:
+        workload = Workload(
+            host=args.host if args.host not in ("0.0.0.0", "::", "") else "127.0.0.1",
+            port=1,  # replaced by each server's real port
+            engine=args.engine,
+            concurrency=args.concurrency,
+            duration_s=duration,
+            requests=args.requests,
+            warmup_s=args.warmup,
+            connection=args.connection,
+            read=args.read,
+            deadline_s=args.deadline,
+            cpu_us=args.cpu_us,
+            sleep_ms=args.sleep_ms,
+            bytes=args.bytes,
+            client_procs=args.client_procs,
+        ).check()
+    except ValueError as error:
+        raise ValueError(_option_names(str(error)))
     for name in ("ready_timeout", "stop_grace"):
-        if getattr(args, name) <= 0:
-            raise ValueError("--%s must be positive (got %g)" % (name.replace("_", "-"), getattr(args, name)))
+        value = getattr(args, name)
+        if not (math.isfinite(value) and value > 0):  # nan and inf would unbound every wait
+            raise ValueError("--%s must be a positive number of seconds (got %g)" % (name.replace("_", "-"), value))
     # A --requests run has no natural end if the server is slow: bound it all the same.
     measure_bound = duration if duration is not None else planning.MAX_REQUESTS_RUN_S
     return Settings(workload, planning.server_args(args), args.ready_timeout, args.stop_grace, measure_bound)
+
+
+def _option_names(message: str) -> str:
+    """Workload.check() names the workload's fields ("deadline_s must be ..."); say the options."""
+    return re.sub(r"^\w+|\b\w+_(?:s|us|ms|procs)\b", lambda m: _OPTION_NAMES.get(m.group(0), m.group(0)), message)
 
 
 def _config(args: argparse.Namespace, settings: Settings, cases: Sequence[planning.Case]) -> Dict[str, Any]:
@@ -169,43 +217,71 @@ def _config(args: argparse.Namespace, settings: Settings, cases: Sequence[planni
     return config
 
 
-def run_case(case: planning.Case, settings: Settings, stop: threading.Event, printer: ProgressPrinter, scratch: Path) -> StrategyRecord:
-    """One strategy, start to finish, within its budget; never raises for what the server does."""
+def run_case(case: planning.Case, settings: Settings, interrupts: Interrupts, printer: ProgressPrinter, scratch: Path) -> StrategyRecord:
+    """One strategy, start to finish, within its budget; never raises for what the server does.
+
+    A second Ctrl-C (KeyboardInterrupt) leaves at once, but only after the server tree is stopped."""
     started = time.monotonic()
     case_dir = scratch / case.slug
     case_dir.mkdir(parents=True, exist_ok=True)
     base = StrategyRecord(strategy=case.strategy, status=COMPLETED, start_method=case.start_method, python=case.python_version, broken=case.broken)
     case_stop = threading.Event()
     watchdog = threading.Timer(settings.case_budget_s() - 2 * settings.stop_grace_s, case_stop.set)
-    forwarder = threading.Thread(target=_forward, args=(stop, case_stop), daemon=True)
+    forwarder = threading.Thread(target=_forward, args=(interrupts.stop, case_stop), daemon=True)
     watchdog.daemon = True
     watchdog.start()
     forwarder.start()
     server = ServerProcess(forensics_dir=case_dir)
     try:
-        record = _attempt(server, case, settings, stop, case_stop, printer, base, case_dir)
+        record = _attempt(server, case, settings, interrupts, case_stop, printer, base, case_dir)
     finally:
-        watchdog.cancel()
-        case_stop.set()  # ends the forwarder
-        report = server.stop(settings.stop_grace_s)
-    if record.forensics is None and server.forensics is not None:  # captured before a SIGKILL
-        record = replace(record, stuck=server.forensics.summary, forensics=server.forensics.to_dict())
+        interrupts.shielded += 1  # first thing: from here a Ctrl-C must not cut the stop short
+        try:
+            watchdog.cancel()
+            case_stop.set()  # ends the forwarder
+            report = server.stop(settings.stop_grace_s)
+        finally:
+            interrupts.shielded -= 1
+    interrupts.leave_if_asked()
+    if record.forensics is None:  # captured before a SIGKILL
+        record = _with_forensics(record, server)
     return _with_stop(record, report, time.monotonic() - started)
 
 
-def _attempt(server: ServerProcess, case: planning.Case, settings: Settings, stop: threading.Event, case_stop: threading.Event,
+def _attempt(server: ServerProcess, case: planning.Case, settings: Settings, interrupts: Interrupts, case_stop: threading.Event,
              printer: ProgressPrinter, base: StrategyRecord, case_dir: Path) -> StrategyRecord:
+    stop = interrupts.stop
     try:
         # start() returns once the server has printed its address and answered GET /.
         ready = server.start(case.argv(settings.server_args), env=case.env(case_dir), ready_timeout_s=settings.ready_timeout_s)
     except StartupFailure as failure:
         return replace(base, status=failure.status, message=_failure_message(failure), stuck=failure.stuck)
-    record = _measure(server, ready, settings, case_stop, printer, base)
-    if stop.is_set():
-        return replace(record, status=INTERRUPTED, partial=True)
+    record = _measure(server, ready, settings, interrupts, case_stop, printer, base)
+    if stop.is_set():  # Ctrl-C: stop at once, no forensics capture to wait for
+        return _with_forensics(replace(record, status=INTERRUPTED, partial=True), server)
+    exit_code = server.exit_code()
+    if exit_code is not None:  # it passed the readiness probe, then died: what was measured is its corpse
+        return replace(record, status=CRASHED, message=_crash_message(exit_code, server.stderr_tail()))
+    if server.forensics is None and (case_stop.is_set() or record.requests.get("hang")):
+        # Timed out, or hangs counted only as the load ended (after its last progress report,
+        # e.g. one client whose every request hangs): where is the server stuck?
+        server.capture_forensics(FORENSICS_TIMEOUT_S)
     if case_stop.is_set():
-        return replace(record, status=TIMED_OUT, partial=True)
-    return record
+        return _with_forensics(replace(record, status=TIMED_OUT, partial=True), server)
+    return _with_forensics(record, server)
+
+
+def _with_forensics(record: StrategyRecord, server: ServerProcess) -> StrategyRecord:
+    forensics = server.forensics
+    if forensics is None:
+        return record
+    return replace(record, stuck=forensics.summary, forensics=_plain(forensics.to_dict()))
+
+
+def _plain(data: Dict[str, Any]) -> Dict[str, Any]:
+    """As JSON will read it back (tuples become lists), so that a record equals its round trip."""
+    plain: Dict[str, Any] = json.loads(json.dumps(data))
+    return plain
 
 
 def _forward(source: threading.Event, target: threading.Event) -> None:
@@ -215,38 +291,69 @@ def _forward(source: threading.Event, target: threading.Event) -> None:
             target.set()
 
 
-def _measure(server: ServerProcess, ready: Dict[str, Any], settings: Settings, stop: threading.Event, printer: ProgressPrinter,
-             base: StrategyRecord) -> StrategyRecord:
+def _measure(server: ServerProcess, ready: ReadyInfo, settings: Settings, interrupts: Interrupts, stop: threading.Event,
+             printer: ProgressPrinter, base: StrategyRecord) -> StrategyRecord:
     workload = replace(settings.workload, port=int(ready["port"]))
-    cpu_at_measure: List[float] = []
+    # (server CPU, requests ended) at the first progress report of the measurement, which comes
+    # up to a second after it began: CPU per request is taken over the same span for both.
+    cpu_at_measure: List[Tuple[float, int, Tuple[float, float], float]] = []
     hang_capture: List[threading.Thread] = []
 
     def on_progress(progress: Progress) -> None:
         printer.progress(progress)
         if progress.phase == "measure" and not cpu_at_measure:
-            cpu_at_measure.append(server.sample().cpu_s)
+            cpu_at_measure.append((server.sample().cpu_s, sum(progress.counts.values()), _machine_cpu(), time.monotonic()))
         if progress.phase == "measure" and progress.counts.get("hang") and not hang_capture:
             # Capture while requests are still hanging, in the background: the load goes on.
             thread = threading.Thread(target=server.capture_forensics, args=(FORENSICS_TIMEOUT_S,), daemon=True)
             thread.start()
             hang_capture.append(thread)
 
-    result = run_load(workload, on_progress, stop)
-    usage = server.sample()
+    interrupts.shielded += 1
+    try:
+        result = run_load(workload, on_progress, stop)
+    finally:
+        interrupts.shielded -= 1
+    interrupts.leave_if_asked()
+    usage, machine, now = server.sample(), _machine_cpu(), time.monotonic()
     for thread in hang_capture:
         thread.join(FORENSICS_TIMEOUT_S + 5)
-    if stop.is_set() and server.forensics is None:
-        server.capture_forensics(FORENSICS_TIMEOUT_S)  # timed out: where was it stuck?
-    record = _from_load(base, result, usage, cpu_at_measure[0] if cpu_at_measure else 0.0)
-    forensics = server.forensics
-    if forensics is not None:
-        record = replace(record, stuck=forensics.summary, forensics=forensics.to_dict())
-    return record
+    before = cpu_at_measure[0] if cpu_at_measure else (0.0, 0, machine, now)
+    return _from_load(base, result, usage, before, machine, now)
 
 
-def _from_load(base: StrategyRecord, result: LoadResult, usage: Any, cpu_before: float) -> StrategyRecord:
+def _machine_cpu() -> Tuple[float, float]:
+    """(busy, total) CPU seconds of the whole machine so far, all cores."""
+    import psutil
+
+    times = psutil.cpu_times()
+    total = sum(times)
+    return total - times.idle - getattr(times, "iowait", 0.0), total
+
+
+def is_client_bound(client_util_max: float, client_cores: float, server_cores: float, machine_busy: float) -> bool:
+    """Was the load generator, rather than the server, the bottleneck?
+
+    Either one client process used (nearly) a whole core, or every core of the machine was busy
+    and the client took at least a third of the CPU the run used (client >= half the server's):
+    on a saturated machine, CPU the client burns is CPU the server cannot have, so a cheaper
+    client (wrk) would measure more.
+    """
+    if client_util_max >= CLIENT_BOUND_UTIL:
+        return True
+    return machine_busy >= MACHINE_SATURATED and client_cores >= 0.5 * server_cores
+
+
+def _from_load(base: StrategyRecord, result: LoadResult, usage: Any, before: Tuple[float, int, Tuple[float, float], float],
+               machine: Tuple[float, float], now: float) -> StrategyRecord:
     total = result.total
-    cpu_used = max(0.0, usage.cpu_s - cpu_before)
+    cpu_used = max(0.0, usage.cpu_s - before[0])
+    served = total - before[1] if total > before[1] else total
+    span = max(now - before[3], 1e-9)
+    machine_total = machine[1] - before[2][1]
+    machine_busy = (machine[0] - before[2][0]) / machine_total if machine_total > 0 else 0.0
+    server_cores = cpu_used / span
+    client_cores = result.client_cpu_s / result.elapsed_s if result.elapsed_s > 0 else 0.0
     return replace(
         base,
         requests=dict(result.counts),
@@ -257,12 +364,28 @@ def _from_load(base: StrategyRecord, result: LoadResult, usage: Any, cpu_before:
         histogram=result.histogram,
         elapsed_s=result.elapsed_s,
         client_cpu_util=result.client_cpu_util,
-        client_bound=result.client_cpu_util >= CLIENT_BOUND_UTIL,
-        server_cpu_s_per_1k=(1000.0 * cpu_used / total) if total else None,
+        client_cpu_s=round(result.client_cpu_s, 3),
+        server_cpu_util=round(server_cores, 3),
+        machine_cpu_busy=round(machine_busy, 3),
+        client_bound=is_client_bound(result.client_cpu_util, client_cores, server_cores, machine_busy),
+        server_cpu_s_per_1k=(1000.0 * cpu_used / served) if served else None,
         server_peak_rss_mb=usage.peak_rss_bytes / 2**20 if usage.peak_rss_bytes else None,
         error_detail=dict(result.error_detail),
         partial=result.partial,
     )
+
+
+def _crash_message(exit_code: int, stderr_tail: str) -> str:
+    how = "exit code %d" % exit_code if exit_code >= 0 else "signal %s" % _signal_name(-exit_code)
+    tail = stderr_tail.strip()
+    return "the server exited with %s during the run, after it was ready%s" % (how, ("\n" + tail) if tail else "")
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return str(number)
 
 
 def _failure_message(failure: StartupFailure) -> str:
@@ -272,5 +395,5 @@ def _failure_message(failure: StartupFailure) -> str:
 
 def _with_stop(record: StrategyRecord, report: Any, wall_s: float) -> StrategyRecord:
     leaks = list(report.leaks())
-    stop = report.to_dict()
+    stop = _plain(report.to_dict())
     return replace(record, stop=stop, leaks=leaks, wall_s=round(wall_s, 3))

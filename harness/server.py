@@ -30,6 +30,7 @@ from .app import App, Work
 from .strategy import START_METHODS, ServeOptions, ServerStop, Strategy, StrategyError, discover, load_spec, resolve
 
 READY_EVENT = "listening"
+EXIT_BOUND_S = 5.0  # from the end of serve() to the end of the process
 
 
 def build_parser(parser: Optional[argparse.ArgumentParser] = None) -> argparse.ArgumentParser:
@@ -100,6 +101,7 @@ def main(argv: Optional[List[str]] = None, parser: Optional[argparse.ArgumentPar
 
 def run(args: argparse.Namespace) -> int:
     logger = log.setup(args.log_level)
+    os.environ["HANGBENCH_LOG_LEVEL"] = args.log_level  # inherited by every worker (worker.init_worker)
     try:
         _install_hooks(args.emulate)
         strategy = load_strategy(args.strategy, args.plugin)
@@ -139,8 +141,24 @@ def run(args: argparse.Namespace) -> int:
         return 1
     finally:
         listener.close()
+        _bound_exit(EXIT_BOUND_S)
     logger.info("{} stopped", strategy.name)
     return 0
+
+
+def _bound_exit(seconds: float) -> None:
+    """Exit within `seconds` even if interpreter shutdown hangs (multiprocessing's atexit
+    handler joins children; a pool left broken by a group-wide SIGTERM can block it)."""
+    import threading
+
+    def force() -> None:
+        sys.stderr.write("harness serve: shutdown took over %gs; exiting now\n" % seconds)
+        sys.stderr.flush()
+        os._exit(3)
+
+    timer = threading.Timer(seconds, force)
+    timer.daemon = True  # daemon threads still run while atexit handlers do
+    timer.start()
 
 
 def _install_hooks(emulate: List[str]) -> None:

@@ -9,7 +9,10 @@ Standard library only.
 
 from __future__ import annotations
 
+import os
 import signal
+
+from . import log
 
 
 def init_worker() -> None:
@@ -18,6 +21,8 @@ def init_worker() -> None:
     # A forked child of an asyncio server shares the parent's signal wake-up fd; a signal
     # delivered to the child would otherwise wake (and confuse) the parent's event loop.
     signal.set_wakeup_fd(-1)
+    # Spawned and forkserver workers start with a fresh logger: give them the server's format.
+    log.setup(os.environ.get("HANGBENCH_LOG_LEVEL", "INFO"))
     try:
         from . import faulthandler_hook
     except ImportError:  # pragma: no cover

@@ -28,6 +28,10 @@ def make_executor(options: ServeOptions) -> Executor:
     return ProcessPoolExecutor(options.workers, mp_context=context, initializer=init_worker)
 
 
+def _ready() -> None:
+    """A no-op task: submitting `workers` of them starts the executor's workers."""
+
+
 class AsyncioExecutor(Strategy):
     name = "asyncio-executor"
     summary = "asyncio streams server; handler via run_in_executor (process pool by default, --executor thread)"
@@ -43,6 +47,10 @@ class AsyncioExecutor(Strategy):
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
         executor = make_executor(options)
+        # ProcessPoolExecutor starts its workers at the first submit. Started after clients
+        # connect, forked workers would inherit those clients' sockets, and the parent's
+        # close() would then send no FIN. Start them now, before the first accept.
+        await asyncio.gather(*(loop.run_in_executor(executor, _ready) for _ in range(options.workers)))
 
         writers: Set[asyncio.StreamWriter] = set()
 

@@ -37,6 +37,9 @@ def report_failure(error: BaseException) -> None:
     log.get().warning("pool task failed: {}: {}", type(error).__name__, error)
 
 
+TERMINATE_TIMEOUT_S = 3.0
+
+
 @contextlib.contextmanager
 def article_pool(options: ServeOptions) -> Iterator[Any]:
     """`multiprocessing.Pool(16)` as in the article, with the start method set explicitly."""
@@ -44,8 +47,32 @@ def article_pool(options: ServeOptions) -> Iterator[Any]:
     try:
         yield pool
     finally:
-        pool.terminate()
-        pool.join()
+        terminate_bounded(pool)
+
+
+def terminate_bounded(pool: Any) -> None:
+    """`pool.terminate()`, but never for ever.
+
+    A SIGTERM sent to the whole process group (systemd, `kill -- -PGID`) can kill a worker
+    while it holds the pool's task-queue lock; `terminate()` then waits for that lock for
+    ever (`Pool._help_stuff_finish`). Past the timeout the workers are SIGKILLed and the
+    server exits without waiting for the stuck clean-up thread.
+    """
+    import os
+    import signal
+    import threading
+
+    workers = [p.pid for p in getattr(pool, "_pool", []) if p.pid]
+    done = threading.Thread(target=lambda: (pool.terminate(), pool.join()), daemon=True)
+    done.start()
+    done.join(TERMINATE_TIMEOUT_S)
+    if done.is_alive():
+        log.get().warning("pool.terminate() is stuck (a worker died holding a pool lock); killing the workers")
+        for pid in workers + [p.pid for p in getattr(pool, "_pool", []) if p.pid]:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
 
 
 class PoolSocket(Strategy):
