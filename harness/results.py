@@ -63,6 +63,7 @@ class StrategyRecord:
     stuck: Optional[str] = None  # one phrase from the forensics: where the server was stuck
     forensics: Optional[Dict[str, Any]] = None
     stop: Optional[Dict[str, Any]] = None  # how the server stopped: exit code, SIGKILLs, leaks
+    server_fds: List[int] = field(default_factory=list)  # open fds of the server tree: [before warm-up, end]
     leaks: List[str] = field(default_factory=list)
     message: Optional[str] = None  # why it failed, with the tail of the server's stderr
     partial: bool = False

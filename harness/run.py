@@ -50,6 +50,7 @@ from .supervisor import ReadyInfo, ServerProcess, StartupFailure
 CLIENT_BOUND_UTIL = 0.85  # a client process this busy (fraction of one core) may be the bottleneck
 MACHINE_SATURATED = 0.9  # share of all cores busy over the measurement
 FORENSICS_TIMEOUT_S = 15.0
+FD_GROWTH_SLACK = 64  # fds a server may open during a run for its own purposes (logs, pipes, workers)
 
 
 class Interrupts:
@@ -298,6 +299,7 @@ def _measure(server: ServerProcess, ready: ReadyInfo, settings: Settings, interr
     # up to a second after it began: CPU per request is taken over the same span for both.
     cpu_at_measure: List[Tuple[float, int, Tuple[float, float], float]] = []
     hang_capture: List[threading.Thread] = []
+    fds_at_start = _open_fds(server)  # before warm-up: a leak may fill up during it
 
     def on_progress(progress: Progress) -> None:
         printer.progress(progress)
@@ -315,11 +317,32 @@ def _measure(server: ServerProcess, ready: ReadyInfo, settings: Settings, interr
     finally:
         interrupts.shielded -= 1
     interrupts.leave_if_asked()
-    usage, machine, now = server.sample(), _machine_cpu(), time.monotonic()
+    usage, machine, now, fds = server.sample(), _machine_cpu(), time.monotonic(), _open_fds(server)
     for thread in hang_capture:
         thread.join(FORENSICS_TIMEOUT_S + 5)
     before = cpu_at_measure[0] if cpu_at_measure else (0.0, 0, machine, now)
-    return _from_load(base, result, usage, before, machine, now)
+    record = _from_load(base, result, usage, before, machine, now)
+    fds_before = fds_at_start
+    growth = fds - fds_before
+    record = replace(record, server_fds=[fds_before, fds])
+    # Open connections account for up to `concurrency` fds (twice, counting a dup'ing parent);
+    # growth well past that is fds the server never closes.
+    if growth > 2 * workload.concurrency + FD_GROWTH_SLACK:
+        record = replace(record, leaks=["the server's open fds grew from %d to %d during the run" % (fds_before, fds)])
+    return record
+
+
+def _open_fds(server: ServerProcess) -> int:
+    """Open fds of every live process of the server tree (0 where /proc cannot tell)."""
+    import psutil
+
+    total = 0
+    for pid in server.pids():
+        try:
+            total += psutil.Process(pid).num_fds()
+        except (psutil.Error, OSError):
+            pass
+    return total
 
 
 def _machine_cpu() -> Tuple[float, float]:
@@ -394,6 +417,6 @@ def _failure_message(failure: StartupFailure) -> str:
 
 
 def _with_stop(record: StrategyRecord, report: Any, wall_s: float) -> StrategyRecord:
-    leaks = list(report.leaks())
+    leaks = list(record.leaks) + list(report.leaks())
     stop = _plain(report.to_dict())
     return replace(record, stop=stop, leaks=leaks, wall_s=round(wall_s, 3))

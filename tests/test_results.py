@@ -32,7 +32,7 @@ from harness.results import (
 DOCUMENTED_RECORD_FIELDS = {
     "strategy", "status", "start_method", "python", "broken", "requests", "throughput_rps", "hang_rate", "error_rate", "latency_us",
     "histogram", "elapsed_s", "client_cpu_util", "client_cpu_s", "server_cpu_util", "machine_cpu_busy", "client_bound", "server_cpu_s_per_1k", "server_peak_rss_mb", "error_detail", "stuck",
-    "forensics", "stop", "leaks", "message", "partial", "wall_s",
+    "forensics", "stop", "server_fds", "leaks", "message", "partial", "wall_s",
 }
 
 

@@ -233,8 +233,12 @@ def test_small_run_measures_threads_and_finds_pool_fromfd_broken(small_run: Smal
     assert fromfd["requests"]["ok"] == 0
     assert fromfd["requests"]["reset"] + fromfd["requests"]["closed"] > 0
     assert fromfd["start_method"] == "fork" and fromfd["broken"]
+    assert threads["leaks"] == []
+    # Under fork, a worker's fromfd that fails with ENOTSOCK has already dup()ed the fd: the
+    # server's fd count may grow. Nothing else may leak.
+    assert all("open fds grew" in leak for leak in fromfd["leaks"]), fromfd["leaks"]
     for record in records.values():
-        assert record["leaks"] == [] and record["stop"]["leftover_pids"] == []
+        assert record["stop"]["leftover_pids"] == [] and record["stop"]["fd_leak"] == 0
         assert record["stop"]["port_free"] is True
 
 
