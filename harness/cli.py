@@ -26,7 +26,12 @@ class UsageError(Exception):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m harness", description="Benchmark Python server concurrency strategies: throughput, tail latency, hang rate.")
+    parser = argparse.ArgumentParser(
+        prog="python -m harness",
+        description="Benchmark Python server concurrency strategies: throughput, tail latency, hang rate.",
+        epilog="Without a sub-command, `run` is meant: `python -m harness --strategy all`. "
+        "Its options: `python -m harness run --help`.",
+    )
     parser.add_argument("--version", action="version", version="hangbench " + __version__)
     sub = parser.add_subparsers(dest="command")
     from .run_options import add_run_options
