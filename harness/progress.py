@@ -52,7 +52,7 @@ class ProgressPrinter:
     def end_case(self, record: Any) -> None:
         summary = "%s: %s in %.1fs" % (self._case, record.status, time.monotonic() - self._case_started)
         if record.requests:
-            summary += ", %.0f ok/s, hang %.1f%%" % (record.throughput_rps, 100 * record.hang_rate)
+            summary += ", %.0f ok/s, %d hang(s)" % (record.throughput_rps, record.requests.get("hang", 0))
         if record.leaks:
             summary += ", LEAKS: " + "; ".join(record.leaks)
         self.line(summary)
