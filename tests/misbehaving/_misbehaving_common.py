@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import socket
 import time
-from typing import Callable, Optional
+from typing import Callable, Iterator, Optional
 
 from harness.app import App, handle
 from harness.protocol import ProtocolError, RequestParser, render
@@ -31,9 +31,8 @@ def bounded_sleep(seconds: float = LIFETIME_S) -> None:
         time.sleep(min(0.5, remaining))
 
 
-def serve_http(listener: socket.socket, app: App, on_accept: Optional[Callable[[socket.socket], None]] = None,
-               lifetime_s: float = LIFETIME_S) -> None:
-    """Accept and answer one connection at a time until `lifetime_s` has passed."""
+def accepted(listener: socket.socket, lifetime_s: float = LIFETIME_S) -> Iterator[socket.socket]:
+    """Accepted connections, one at a time, until `lifetime_s` has passed."""
     listener.settimeout(0.5)
     deadline = time.monotonic() + lifetime_s
     for _ in range(MAX_CONNECTIONS):
@@ -43,6 +42,13 @@ def serve_http(listener: socket.socket, app: App, on_accept: Optional[Callable[[
             conn, _ = listener.accept()
         except socket.timeout:
             continue
+        yield conn
+
+
+def serve_http(listener: socket.socket, app: App, on_accept: Optional[Callable[[socket.socket], None]] = None,
+               lifetime_s: float = LIFETIME_S) -> None:
+    """Accept and answer one connection at a time until `lifetime_s` has passed."""
+    for conn in accepted(listener, lifetime_s):
         with conn:
             conn.settimeout(IO_TIMEOUT_S)
             if on_accept is not None:

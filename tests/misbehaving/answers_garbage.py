@@ -4,12 +4,15 @@ Expected: the readiness probe gets an answer that is not HTTP (AnswerCheck.is_ht
 clients count protocol errors.
 """
 
-import socket
-import time
+import os
+import sys
 
-from harness.strategy import Strategy
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-LIFETIME_S = 120.0
+from _misbehaving_common import IO_TIMEOUT_S, accepted  # noqa: E402
+
+from harness.strategy import Strategy  # noqa: E402
+
 GARBAGE = b"\x00\xffTHIS IS NOT HTTP\r\n\r\n"
 
 
@@ -19,15 +22,9 @@ class AnswersGarbage(Strategy):
     broken = "its responses are not HTTP"
 
     def serve(self, listener, app, options):
-        listener.settimeout(0.5)
-        deadline = time.monotonic() + LIFETIME_S
-        while time.monotonic() < deadline:
-            try:
-                conn, _ = listener.accept()
-            except socket.timeout:
-                continue
+        for conn in accepted(listener):
             with conn:
-                conn.settimeout(5.0)
+                conn.settimeout(IO_TIMEOUT_S)
                 try:
                     conn.recv(65536)
                     conn.sendall(GARBAGE)

@@ -1,14 +1,16 @@
 """Misbehaves by closing every connection as soon as it is accepted, without a byte.
 
-Expected: StartupFailure "not-ready" ("closed the connection without answering").
+Expected: ready (the readiness probe sees the close); every request ends `closed` or `reset`.
 """
 
-import socket
-import time
+import os
+import sys
 
-from harness.strategy import Strategy
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-LIFETIME_S = 120.0
+from _misbehaving_common import accepted  # noqa: E402
+
+from harness.strategy import Strategy  # noqa: E402
 
 
 class ClosesAtOnce(Strategy):
@@ -17,11 +19,5 @@ class ClosesAtOnce(Strategy):
     broken = "never answers; every connection is closed immediately"
 
     def serve(self, listener, app, options):
-        listener.settimeout(0.5)
-        deadline = time.monotonic() + LIFETIME_S
-        while time.monotonic() < deadline:
-            try:
-                conn, _ = listener.accept()
-            except socket.timeout:
-                continue
+        for conn in accepted(listener):
             conn.close()
