@@ -15,7 +15,6 @@ import sys
 from typing import List, Optional
 
 from . import __version__
-from .server import add_server_options
 from .server import build_parser as build_serve_parser
 
 COMMANDS = ("run", "serve", "list", "compare")

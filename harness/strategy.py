@@ -19,7 +19,7 @@ import importlib.util
 import inspect
 import socket
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple, Type, Union
 

@@ -21,7 +21,7 @@ import multiprocessing
 import os
 import select
 import socket
-from typing import List, Optional, Sequence
+from typing import List, Sequence
 
 from harness import log
 from harness.app import App
