@@ -15,7 +15,7 @@ import sys
 from typing import List, Optional
 
 from . import __version__
-from .server import build_parser as build_serve_parser
+from .server.process import build_parser as build_serve_parser
 
 COMMANDS = ("run", "serve", "list", "compare")
 
@@ -53,7 +53,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         if args.command == "serve":
-            from .server import run as serve
+            from .server.process import run as serve
 
             return serve(args)
         if args.command == "list":
@@ -61,7 +61,7 @@ def main(argv: Optional[List[str]] = None) -> int:
 
             return list_strategies(args.plugin)
         if args.command == "compare":
-            from .report import compare_files
+            from .results.table import compare_files
 
             return compare_files(args.baseline, args.candidate)
         from .run import run_benchmark

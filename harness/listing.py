@@ -6,7 +6,7 @@ import sys
 import textwrap
 from typing import List
 
-from .strategy import discover
+from .server.strategy import discover
 
 
 def list_strategies(plugins: List[str]) -> int:

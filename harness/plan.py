@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from .strategy import START_METHODS, Entry, StrategyError, discover, resolve
+from .server.strategy import START_METHODS, Entry, StrategyError, discover, resolve
 
 MAX_REQUESTS_RUN_S = 300.0  # bound on the measurement of a --requests run
 MIN_SERVER_PYTHON = (3, 8)

@@ -26,10 +26,10 @@ from typing import Any, Dict, List, Sequence, Tuple
 
 from . import plan as planning
 from .load import Progress, Workload, prepare, run_load
-from .metrics import LoadResult
+from .load.metrics import LoadResult
 from .progress import ProgressPrinter
-from .report import markdown, terminal_table
-from .results import (
+from .results.table import markdown, terminal_table
+from .results.records import (
     COMPLETED,
     CRASHED,
     INTERRUPTED,
@@ -44,7 +44,7 @@ from .results import (
     write_run,
     write_text_atomic,
 )
-from .supervisor import ReadyInfo, ServerProcess, StartupFailure
+from .supervise.supervisor import ReadyInfo, ServerProcess, StartupFailure
 
 CLIENT_BOUND_UTIL = 0.85  # a client process this busy (fraction of one core) may be the bottleneck
 MACHINE_SATURATED = 0.9  # share of all cores busy over the measurement

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import argparse
 
-from .server import add_server_options
+from .server.process import add_server_options
 
 
 def add_run_options(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:

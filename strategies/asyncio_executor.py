@@ -14,11 +14,11 @@ import socket
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from typing import Set
 
-from harness.app import App, handle
-from harness.connection import serve_asyncio
-from harness.protocol import Request, Response
-from harness.strategy import ServeOptions, Strategy
-from harness.worker import init_worker
+from harness.server.app import App, handle
+from harness.server.connection import serve_asyncio
+from harness.server.protocol import Request, Response
+from harness.server.strategy import ServeOptions, Strategy
+from harness.server.worker import init_worker
 
 
 def make_executor(options: ServeOptions) -> Executor:

@@ -12,9 +12,9 @@ from __future__ import annotations
 import signal
 import socket
 
-from harness.app import App
-from harness.connection import serve_blocking
-from harness.strategy import ServeOptions, Strategy
+from harness.server.app import App
+from harness.server.connection import serve_blocking
+from harness.server.strategy import ServeOptions, Strategy
 
 
 class GeventServer(Strategy):

@@ -20,10 +20,10 @@ import os
 import socket
 from typing import Any, Tuple
 
-from harness import log
-from harness.app import App
-from harness.connection import serve_blocking
-from harness.strategy import ServeOptions, Strategy
+from harness.server import log
+from harness.server.app import App
+from harness.server.connection import serve_blocking
+from harness.server.strategy import ServeOptions, Strategy
 from .pool_socket import article_pool, report_failure
 
 

@@ -20,11 +20,11 @@ import multiprocessing
 import socket
 from typing import Any, Iterator, Tuple
 
-from harness import log
-from harness.app import App
-from harness.connection import serve_blocking
-from harness.strategy import ServeOptions, Strategy
-from harness.worker import init_worker
+from harness.server import log
+from harness.server.app import App
+from harness.server.connection import serve_blocking
+from harness.server.strategy import ServeOptions, Strategy
+from harness.server.worker import init_worker
 
 
 def start_request(app: App, clientsocket: socket.socket, addr: Tuple[Any, ...], idle_timeout_s: float) -> None:

@@ -23,11 +23,11 @@ import select
 import socket
 from typing import List, Sequence
 
-from harness import log
-from harness.app import App
-from harness.reactor import Reactor
-from harness.strategy import ServeOptions, Strategy
-from harness.worker import init_worker
+from harness.server import log
+from harness.server.app import App
+from harness.server.reactor import Reactor
+from harness.server.strategy import ServeOptions, Strategy
+from harness.server.worker import init_worker
 
 THREADS_PER_WORKER = 16
 CHANNEL_TIMEOUT_S = 5.0

@@ -10,9 +10,9 @@ from __future__ import annotations
 import socket
 from typing import List
 
-from harness.app import App
-from harness.reactor import Reactor
-from harness.strategy import ServeOptions, Strategy
+from harness.server.app import App
+from harness.server.reactor import Reactor
+from harness.server.strategy import ServeOptions, Strategy
 
 ACCEPTS_PER_WAKEUP = 64  # bounds one accept burst so idle connections are not starved
 

@@ -2,7 +2,7 @@
 
 Tests talk to servers the way a benchmark client does: over TCP on 127.0.0.1, with a timeout on
 every socket operation. The HTTP client here is deliberately tiny and strict (Content-Length
-framing only, which is all the server side produces) and independent of `harness.protocol`, so
+framing only, which is all the server side produces) and independent of `harness.server.protocol`, so
 that a parser bug cannot hide itself by being on both ends.
 
 Every server is started in its own session (`start_new_session=True`), so its process group

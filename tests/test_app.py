@@ -10,8 +10,8 @@ import time
 
 import pytest
 
-from harness.app import INDEX_BODY, MAX_BYTES, MAX_CPU_US, MAX_SLEEP_MS, App, BadWork, Work, burn_cpu, handle, make_body
-from harness.protocol import Request
+from harness.server.app import INDEX_BODY, MAX_BYTES, MAX_CPU_US, MAX_SLEEP_MS, App, BadWork, Work, burn_cpu, handle, make_body
+from harness.server.protocol import Request
 
 
 def req(target: str, method: str = "GET") -> Request:

@@ -80,7 +80,7 @@ def test_malformed_number_is_argparse_usage_error_without_traceback(tmp_path: Pa
 
 
 def _valid_results(path: Path) -> Path:
-    from harness.results import RunRecord, StrategyRecord, write_run
+    from harness.results.records import RunRecord, StrategyRecord, write_run
 
     write_run(RunRecord("20260101T000000Z", path.stem, {"cpu_model": "x"}, {}, [StrategyRecord("threads", "completed")]), path)
     return path

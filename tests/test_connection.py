@@ -7,9 +7,9 @@ import socket
 import threading
 from typing import List, Tuple
 
-from harness.app import App, Work, handle
-from harness.connection import HttpSession, serve_asyncio, serve_blocking
-from harness.protocol import Request, Response
+from harness.server.app import App, Work, handle
+from harness.server.connection import HttpSession, serve_asyncio, serve_blocking
+from harness.server.protocol import Request, Response
 
 TIMEOUT_S = 10.0
 

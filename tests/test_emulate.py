@@ -1,4 +1,4 @@
-"""Tests for `harness.emulate`: macOS's AF_UNIX refusal semantics, emulated on Linux.
+"""Tests for `harness.server.emulate`: macOS's AF_UNIX refusal semantics, emulated on Linux.
 
 Three layers:
 
@@ -37,7 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # `pytest` (not `python -m pytest`) does not add the repo root
     sys.path.insert(0, str(ROOT))
 
-from harness import emulate  # noqa: E402
+from harness.server import emulate  # noqa: E402
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux semantics")
 

@@ -1,4 +1,4 @@
-"""harness.forensics and harness.faulthandler_hook: capture where a process is stuck, say it
+"""harness.supervise.forensics and harness.server.faulthandler_hook: capture where a process is stuck, say it
 in one phrase.
 
 Live tests block a small script in `socket.recv` (the commonest hang in this project) and check
@@ -21,8 +21,8 @@ from typing import Iterator, Optional
 import pytest
 from misbehaving._launch import REPO, argv_for, wait_for
 
-from harness import faulthandler_hook
-from harness.forensics import (
+from harness.server import faulthandler_hook
+from harness.supervise.forensics import (
     ForensicsError,
     Frame,
     ProcessDump,
@@ -33,7 +33,7 @@ from harness.forensics import (
     parse_faulthandler,
     summarize_processes,
 )
-from harness.supervisor import NOT_READY, ServerProcess, StartupFailure
+from harness.supervise.supervisor import NOT_READY, ServerProcess, StartupFailure
 
 pytestmark = [pytest.mark.timeout(120), pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")]
 
@@ -43,7 +43,7 @@ BLOCKED_IN_RECV = textwrap.dedent(
     """
     import os, signal, socket, sys, time
     sys.path.insert(0, {repo!r})
-    from harness import faulthandler_hook
+    from harness.server import faulthandler_hook
     faulthandler_hook.install_from_env()
     a, b = socket.socketpair()
     signal.alarm(60)  # bounded, whatever happens to the test (no socket timeout: a plain recv)
@@ -218,7 +218,7 @@ def test_hook_reinstalls_for_a_forked_worker(tmp_path: Path) -> None:
         """
         import os, signal, sys, time
         sys.path.insert(0, {repo!r})
-        from harness import faulthandler_hook
+        from harness.server import faulthandler_hook
         first = faulthandler_hook.install_from_env()
         assert faulthandler_hook.install_from_env() == first  # idempotent
         child = os.fork()

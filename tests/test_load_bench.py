@@ -21,7 +21,7 @@ import pytest
 
 from harness.load import Workload, run_load
 from harness.load.response import ResponseReader
-from harness.metrics import OK
+from harness.load.metrics import OK
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -13,7 +13,7 @@ import time
 import pytest
 
 from harness.load import Progress, Workload, run_load
-from harness.metrics import OUTCOMES
+from harness.load.metrics import OUTCOMES
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -9,7 +9,7 @@ import random
 
 import pytest
 
-from harness.metrics import (
+from harness.load.metrics import (
     HANG,
     HTTP_ERROR,
     OK,

@@ -1,6 +1,6 @@
 """Plugin discovery: entry points, `package.module:Class`, `path/to/file.py`, broken plugins.
 
-The in-process tests call `harness.strategy` directly; the CLI tests run `python -m harness` in
+The in-process tests call `harness.server.strategy` directly; the CLI tests run `python -m harness` in
 a subprocess, as a user would, and check what it prints and its exit status. The example plugin
 package `examples/fork-per-connection` is installed only into a throw-away venv under
 `tmp_path`, never into the environment running the tests.
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.strategy import BUILTINS, StrategyError, discover, load_spec, resolve
+from harness.server.strategy import BUILTINS, StrategyError, discover, load_spec, resolve
 from helpers import REPO, HttpClient, get, run_cli
 
 EXAMPLE = REPO / "examples" / "fork-per-connection"
@@ -25,8 +25,8 @@ EXAMPLE_SPEC = "hangbench_fork:ForkPerConnection"
 
 FILE_PLUGIN = '''
 """A test plugin: serves connections one at a time in the main thread."""
-from harness.connection import serve_blocking
-from harness.strategy import Strategy
+from harness.server.connection import serve_blocking
+from harness.server.strategy import Strategy
 
 
 class OneAtATime(Strategy):
@@ -101,7 +101,7 @@ def test_load_spec_file_with_and_without_class(tmp_path: Path) -> None:
         ("x = 1\n", "", "defines 0 Strategy subclasses"),
         (FILE_PLUGIN, ":Missing", "has no attribute 'Missing'"),
         ("class NotAStrategy:\n    name = 'x'\n", ":NotAStrategy", "is not a subclass"),
-        ("from harness.strategy import Strategy\nclass Nameless(Strategy):\n    pass\n", "", "has no `name`"),
+        ("from harness.server.strategy import Strategy\nclass Nameless(Strategy):\n    pass\n", "", "has no `name`"),
         (FILE_PLUGIN + "\nclass Two(OneAtATime):\n    name = 'two'\n", "", "defines 2 Strategy subclasses"),
     ],
     ids=["import-error", "no-strategy", "missing-attribute", "not-a-strategy", "no-name", "two-strategies"],

@@ -7,7 +7,7 @@ from typing import List, Sequence
 
 import pytest
 
-from harness.protocol import MAX_BODY_BYTES, MAX_HEAD_BYTES, ProtocolError, Request, RequestParser, Response, render
+from harness.server.protocol import MAX_BODY_BYTES, MAX_HEAD_BYTES, ProtocolError, Request, RequestParser, Response, render
 
 try:
     from hypothesis import given, settings

@@ -18,7 +18,7 @@ from email.utils import formatdate
 
 import pytest
 
-from harness.protocol import Request, RequestParser, Response, render
+from harness.server.protocol import Request, RequestParser, Response, render
 
 h11 = pytest.importorskip("h11")
 

@@ -14,10 +14,10 @@ from typing import Any, Dict, List
 import pytest
 from hdrh.histogram import HdrHistogram
 
-from harness import results as results_mod
-from harness.metrics import LatencyHistogram
-from harness.report import compare_runs, markdown, terminal_table
-from harness.results import (
+from harness.results import records as results_mod
+from harness.load.metrics import LatencyHistogram
+from harness.results.table import compare_runs, markdown, terminal_table
+from harness.results.records import (
     SCHEMA_VERSION,
     ResultsError,
     RunRecord,

@@ -28,7 +28,7 @@ from misbehaving._launch import (
     wait_for,
 )
 
-from harness.supervisor import (
+from harness.supervise.supervisor import (
     CRASHED,
     FAILED_TO_START,
     NOT_READY,

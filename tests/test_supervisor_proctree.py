@@ -1,4 +1,4 @@
-"""harness.proctree: the subreaper, finding escaped processes, killing trees, reaping safely.
+"""harness.supervise.proctree: the subreaper, finding escaped processes, killing trees, reaping safely.
 
 Process trees here are small Python scripts started with Popen in a new session (as the
 supervisor starts servers). Every script is bounded (it exits by itself within 60 s), and every
@@ -19,7 +19,7 @@ import psutil
 import pytest
 from misbehaving._launch import snapshot, still_there, wait_for
 
-from harness.proctree import (
+from harness.supervise.proctree import (
     RUN_ID_ENV,
     ProcessTree,
     ProcTreeError,

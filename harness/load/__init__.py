@@ -19,7 +19,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 
-from ..metrics import LoadResult
+from .metrics import LoadResult
 from .schedule import Progress
 from .workload import Workload
 

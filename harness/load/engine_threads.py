@@ -20,7 +20,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from ..metrics import HANG, MALFORMED, LoadResult
+from .metrics import HANG, MALFORMED, LoadResult
 from .net import raise_fd_limit, resolve
 from .outcome import Tally, classify_error
 from .response import ResponseReader

@@ -20,7 +20,7 @@ import errno
 import socket
 import time
 
-from ..metrics import (
+from .metrics import (
     HANG,
     OK,
     REFUSED,

@@ -29,7 +29,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
-from ..metrics import LatencyHistogram, LoadResult, merge, zero_counts
+from .metrics import LatencyHistogram, LoadResult, merge, zero_counts
 from .net import resolve
 from .schedule import MEASURE, WARMUP, Progress
 from .workload import Workload

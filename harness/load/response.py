@@ -19,7 +19,7 @@ Two read modes:
 
 from __future__ import annotations
 
-from ..metrics import CLOSED, HTTP_ERROR, MALFORMED, OK
+from .metrics import CLOSED, HTTP_ERROR, MALFORMED, OK
 
 MAX_HEAD_BYTES = 64 * 1024
 MAX_LENGTH_DIGITS = 18  # Content-Length below 10**18 bytes

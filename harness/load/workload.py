@@ -5,7 +5,7 @@ client process, or split between processes (`share`). `check()` turns every impo
 number into one clear sentence before any socket is opened; the engines trust a checked
 workload and do no validation of their own.
 
-The work limits mirror the server's `harness.app` limits on purpose, but are copied rather than
+The work limits mirror the server's `harness.server.app` limits on purpose, but are copied rather than
 imported: the client side never imports the server side (they meet only over TCP).
 """
 

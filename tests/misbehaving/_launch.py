@@ -16,8 +16,8 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 STUB = HERE / "_server_stub.py"
 
-# The stub keeps the tests independent of harness.server; the real server is tested too.
-LAUNCHERS: List[str] = ["stub"] + (["server"] if importlib.util.find_spec("harness.server") else [])
+# The stub keeps the tests independent of harness.server.process; the real server is tested too.
+LAUNCHERS: List[str] = ["stub"] + (["server"] if importlib.util.find_spec("harness.server.process") else [])
 
 
 def plugin_path(name: str) -> str:

@@ -12,8 +12,8 @@ import socket
 import time
 from typing import Callable, Iterator, Optional
 
-from harness.app import App, handle
-from harness.protocol import ProtocolError, RequestParser, render
+from harness.server.app import App, handle
+from harness.server.protocol import ProtocolError, RequestParser, render
 
 LIFETIME_S = 120.0  # no misbehaving server lives longer than this, whatever happens
 IO_TIMEOUT_S = 5.0

@@ -5,7 +5,7 @@ hook, load the strategy, bind 127.0.0.1, print ONE JSON ready line on stdout and
 SIGTERM/SIGINT into `ServerStop` in the main thread, run `serve`, exit 0 when stopped. A
 strategy that raises makes it exit 1 with a traceback on stderr, as an uncaught exception
 would. The supervisor tests run against this stub so they do not depend on the real server;
-they also run against harness.server once it exists.
+they also run against harness.server.process once it exists.
 
     python tests/misbehaving/_server_stub.py --plugin tests/misbehaving/never_answers.py --port 0
 """
@@ -23,9 +23,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository root
 
-from harness import faulthandler_hook  # noqa: E402
-from harness.app import App  # noqa: E402
-from harness.strategy import ServeOptions, ServerStop, StrategyError, load_spec  # noqa: E402
+from harness.server import faulthandler_hook  # noqa: E402
+from harness.server.app import App  # noqa: E402
+from harness.server.strategy import ServeOptions, ServerStop, StrategyError, load_spec  # noqa: E402
 
 
 def _raise_stop(signum: int, frame: object) -> None:

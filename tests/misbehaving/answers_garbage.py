@@ -11,7 +11,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from _misbehaving_common import IO_TIMEOUT_S, accepted  # noqa: E402
 
-from harness.strategy import Strategy  # noqa: E402
+from harness.server.strategy import Strategy  # noqa: E402
 
 GARBAGE = b"\x00\xffTHIS IS NOT HTTP\r\n\r\n"
 

@@ -3,7 +3,7 @@
 Expected: StartupFailure "crashed" (it exited after its ready line, before answering).
 """
 
-from harness.strategy import Strategy
+from harness.server.strategy import Strategy
 
 
 class ExitsAtOnce(Strategy):

@@ -5,7 +5,7 @@ Expected: the server exits non-zero before its ready line -> StartupFailure "fai
 
 import hangbench_module_that_does_not_exist  # noqa: F401
 
-from harness.strategy import Strategy
+from harness.server.strategy import Strategy
 
 
 class ImportFails(Strategy):

@@ -3,7 +3,7 @@
 Expected: the server exits non-zero shortly after ready -> StartupFailure "crashed".
 """
 
-from harness.strategy import Strategy
+from harness.server.strategy import Strategy
 
 
 class RaisesInServe(Strategy):

@@ -13,8 +13,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from _misbehaving_common import bounded_sleep, serve_http  # noqa: E402
 
-from harness import faulthandler_hook  # noqa: E402
-from harness.strategy import Strategy  # noqa: E402
+from harness.server import faulthandler_hook  # noqa: E402
+from harness.server.strategy import Strategy  # noqa: E402
 
 
 def _daemonize_grandchild(listener) -> None:

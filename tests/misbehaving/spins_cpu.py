@@ -13,7 +13,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from _misbehaving_common import LIFETIME_S, serve_http  # noqa: E402
 
-from harness.strategy import Strategy  # noqa: E402
+from harness.server.strategy import Strategy  # noqa: E402
 
 
 def spin(seconds: float = LIFETIME_S) -> int:

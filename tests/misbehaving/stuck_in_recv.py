@@ -8,7 +8,7 @@ Expected: StartupFailure "not-ready"; forensics name recv in `wait_for_body` of 
 import socket
 import time
 
-from harness.strategy import Strategy
+from harness.server.strategy import Strategy
 
 LIFETIME_S = 120.0
 

@@ -1,7 +1,7 @@
 """fork-per-connection: an example hangbench strategy plugin, the classic Unix server.
 
 The main process accepts; for each connection it `os.fork()`s a child that serves that one
-connection with `harness.connection.serve_blocking` and leaves with `os._exit` (never running
+connection with `harness.server.connection.serve_blocking` and leaves with `os._exit` (never running
 the parent's clean-up or atexit handlers). The parent closes its copy of the connection at once,
 so the child holds the only reference and its close really ends the connection (no lingering
 reference, unlike the article's pool server).
@@ -28,11 +28,11 @@ import socket
 import time
 from typing import Set
 
-from harness import log
-from harness.app import App
-from harness.connection import serve_blocking
-from harness.strategy import ServeOptions, Strategy
-from harness.worker import init_worker
+from harness.server import log
+from harness.server.app import App
+from harness.server.connection import serve_blocking
+from harness.server.strategy import ServeOptions, Strategy
+from harness.server.worker import init_worker
 
 ACCEPT_POLL_S = 0.2  # how often the parent wakes up to reap when no client arrives
 FULL_WAIT_S = 0.01  # pause while at the cap of live children

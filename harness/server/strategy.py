@@ -123,7 +123,7 @@ def load_spec(spec: str) -> Type[Strategy]:
             raise StrategyError("plugin %r defines %d Strategy subclasses; name one as %s:ClassName" % (spec, len(found), target))
         cls = found[0]
     if not _is_strategy_class(cls):
-        raise StrategyError("%s is not a subclass of harness.strategy.Strategy" % spec)
+        raise StrategyError("%s is not a subclass of harness.server.strategy.Strategy" % spec)
     if not cls.name:
         raise StrategyError("%s has no `name` attribute" % spec)
     return cls

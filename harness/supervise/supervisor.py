@@ -10,7 +10,7 @@
   whatever it started. So after `start()` either a server is answering or nothing is left.
 * While it runs, a sampler thread records CPU (user+system over the whole tree, including
   processes that have exited since) and RSS (sum over the tree, and its peak).
-* `stop()` ends the whole tree, however it behaves (see `harness.proctree`), and returns a
+* `stop()` ends the whole tree, however it behaves (see `harness.supervise.proctree`), and returns a
   `StopReport` that checks the promises: nothing left, the port is free again, and the
   harness itself did not leak file descriptors.
 
@@ -24,7 +24,7 @@ Why it is shaped so:
   signalled without touching the harness, and carries a `HANGBENCH_RUN_ID` marker so that a
   descendant that detaches itself is still found. The harness becomes a child subreaper so
   that such a descendant is reparented to it rather than to init.
-* `HANGBENCH_FORENSICS_DIR` is set for the server so that `harness.faulthandler_hook` can dump
+* `HANGBENCH_FORENSICS_DIR` is set for the server so that `harness.server.faulthandler_hook` can dump
   stacks on SIGUSR2 when py-spy is unavailable.
 """
 
@@ -63,7 +63,7 @@ import psutil
 from loguru import logger
 
 from . import forensics as forensics_mod
-from .faulthandler_hook import ENV_DIR as FORENSICS_ENV
+from ..server.faulthandler_hook import ENV_DIR as FORENSICS_ENV
 from .proctree import (
     RUN_ID_ENV,
     KillReport,

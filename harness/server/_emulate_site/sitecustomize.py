@@ -1,6 +1,6 @@
 """Start-up hook that carries hangbench's `--emulate` into fresh interpreters.
 
-`harness.emulate.apply()` and `child_env()` put this directory first on PYTHONPATH and name the
+`harness.server.emulate.apply()` and `child_env()` put this directory first on PYTHONPATH and name the
 emulations in HANGBENCH_EMULATE. Python's `site` module imports the first `sitecustomize` on
 sys.path while the interpreter starts, so every interpreter the server starts -- spawn workers,
 the forkserver process, any subprocess -- runs this file before user code and installs the same
@@ -8,7 +8,7 @@ patches as the server process. Fork children need none of this: they inherit the
 
 `harness/emulate.py` is loaded by file path (as module `_hangbench_emulate`), because the
 `harness` package is not necessarily importable this early. This file keeps to syntax any
-Python can parse: an interpreter too old for harness.emulate prints one warning and goes on.
+Python can parse: an interpreter too old for harness.server.emulate prints one warning and goes on.
 A start-up hook must never stop the interpreter, so errors become one line on stderr. A
 `sitecustomize` this file shadows (a distribution's or a virtualenv's) still runs afterwards.
 """

@@ -5,7 +5,7 @@ every process of a server tree:
 
 * the Python stack of every thread, from `py-spy dump` (with `--native`, so a thread blocked in
   a C call shows the libc function, e.g. `recv`), or, when py-spy is missing or fails, from the
-  SIGUSR2 dump that `harness.faulthandler_hook` arms inside the server;
+  SIGUSR2 dump that `harness.server.faulthandler_hook` arms inside the server;
 * per thread (kernel task): its state letter, wait channel and the system call it sits in, read
   from /proc -- the kernel's view, which needs no cooperation from the process;
 * its open file descriptors, with TCP sockets resolved to addresses and states.
@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
-from .faulthandler_hook import ENV_DIR, dump_path
+from ..server.faulthandler_hook import ENV_DIR, dump_path
 
 PathArg = Union[str, "os.PathLike[str]"]
 METHODS = ("auto", "py-spy", "faulthandler")
@@ -251,7 +251,7 @@ def _faulthandler_stacks(pid: int, fh_dir: Optional[str], deadline: float) -> Tu
         return (), "no faulthandler dump: %s is not set for pid %d" % (ENV_DIR, pid)
     if not _catches(pid, signal.SIGUSR2):
         return (), ("no faulthandler dump: pid %d does not handle SIGUSR2 (did it call "
-                    "harness.faulthandler_hook.install_from_env()?)" % pid)
+                    "harness.server.faulthandler_hook.install_from_env()?)" % pid)
     path = dump_path(directory, pid)
     before = _size(path)
     try:

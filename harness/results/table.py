@@ -13,7 +13,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 from tabulate import tabulate
 
-from .results import COMPLETED, ResultsError, RunRecord, StrategyRecord, read_run
+from .records import COMPLETED, ResultsError, RunRecord, StrategyRecord, read_run
 
 HEADERS = ["strategy", "status", "ok/s", "p50 ms", "p90 ms", "p99 ms", "p99.9 ms", "max ms", "hangs", "errors", "cpu s/1k", "rss MB", "note"]
 
@@ -161,7 +161,7 @@ def compare_runs(baseline: RunRecord, candidate: RunRecord) -> str:
 
 
 def compare_files(baseline_path: str, candidate_path: str) -> int:
-    from .cli import UsageError
+    from ..cli import UsageError
 
     try:
         baseline, candidate = read_run(baseline_path), read_run(candidate_path)
