@@ -17,7 +17,10 @@ def list_strategies(plugins: List[str]) -> int:
             print("%-*s[%s, failed to load] %s" % (width, name, entry.source, entry.error))
             continue
         cls = entry.cls
-        print("%-*s%s%s" % (width, name, cls.summary, "" if entry.source == "builtin" else "  [%s: %s]" % (entry.source, entry.spec)))
+        print(
+            "%-*s%s%s"
+            % (width, name, cls.summary, "" if entry.source == "builtin" else "  [%s: %s]" % (entry.source, entry.spec))
+        )
         if cls.broken:
             for line in textwrap.wrap("broken on purpose: " + cls.broken, 100 - width):
                 print(" " * width + "  " + line)

@@ -90,7 +90,7 @@ def build(args: argparse.Namespace) -> List[Case]:
     for entry in entries:
         uses_mp = bool(entry.cls and entry.cls.uses_multiprocessing)
         for path, version in pythons:
-            for method in (methods if uses_mp else [None]):
+            for method in methods if uses_mp else [None]:
                 cases.append(_case(entry, method, path, version))
     return cases
 
@@ -124,7 +124,9 @@ def _start_methods(value: str) -> List[str]:
     methods = [m.strip() for m in value.split(",") if m.strip()]
     bad = [m for m in methods if m not in START_METHODS]
     if bad or not methods:
-        raise PlanError("--start-method takes %s or a comma-separated list of them (got %r)" % ("|".join(START_METHODS), value))
+        raise PlanError(
+            "--start-method takes %s or a comma-separated list of them (got %r)" % ("|".join(START_METHODS), value)
+        )
     return methods
 
 
@@ -139,7 +141,12 @@ def _interpreter(path: str) -> Tuple[str, str]:
     if not (os.path.isfile(resolved) and os.access(resolved, os.X_OK)):
         raise PlanError("--python %s is not an executable file" % path)
     try:
-        out = subprocess.run([resolved, "-c", "import platform; print(platform.python_version())"], capture_output=True, text=True, timeout=20)
+        out = subprocess.run(
+            [resolved, "-c", "import platform; print(platform.python_version())"],
+            capture_output=True,
+            text=True,
+            timeout=20,
+        )
     except (OSError, subprocess.TimeoutExpired) as error:
         raise PlanError("--python %s does not run: %s" % (path, error))
     version = out.stdout.strip()
@@ -147,7 +154,9 @@ def _interpreter(path: str) -> Tuple[str, str]:
     if out.returncode != 0 or len(parts) < 2:
         raise PlanError("--python %s is not a Python interpreter" % path)
     if parts < MIN_SERVER_PYTHON:
-        raise PlanError("--python %s is Python %s; the server side needs %d.%d or newer" % ((path, version) + MIN_SERVER_PYTHON))
+        raise PlanError(
+            "--python %s is Python %s; the server side needs %d.%d or newer" % ((path, version) + MIN_SERVER_PYTHON)
+        )
     return os.path.abspath(resolved), version
 
 
@@ -159,8 +168,22 @@ def _which(name: str) -> Optional[str]:
 
 def server_args(args: argparse.Namespace) -> List[str]:
     """The `serve` options given to the run, passed on to every server."""
-    out = ["--host", args.host, "--backlog", str(args.backlog), "--executor", args.executor, "--cpu-us", str(args.cpu_us),
-           "--sleep-ms", str(args.sleep_ms), "--bytes", str(args.bytes), "--idle-timeout", str(args.idle_timeout)]
+    out = [
+        "--host",
+        args.host,
+        "--backlog",
+        str(args.backlog),
+        "--executor",
+        args.executor,
+        "--cpu-us",
+        str(args.cpu_us),
+        "--sleep-ms",
+        str(args.sleep_ms),
+        "--bytes",
+        str(args.bytes),
+        "--idle-timeout",
+        str(args.idle_timeout),
+    ]
     if args.workers is not None:
         out += ["--workers", str(args.workers)]
     for name in args.emulate:

@@ -41,7 +41,13 @@ class ProgressPrinter:
         counts = progress.counts
         errors = sum(v for k, v in counts.items() if k not in ("ok", "hang"))
         text = "%s: %-7s %5.1fs  ok %d  hang %d  errors %d" % (
-            self._case, progress.phase, progress.elapsed_s, counts.get("ok", 0), counts.get("hang", 0), errors)
+            self._case,
+            progress.phase,
+            progress.elapsed_s,
+            counts.get("ok", 0),
+            counts.get("hang", 0),
+            errors,
+        )
         if self.tty:
             self.stream.write("\r\x1b[2K" + text)
             self.stream.flush()

@@ -28,7 +28,6 @@ from . import plan as planning
 from .load import Progress, Workload, prepare, run_load
 from .load.metrics import LoadResult
 from .progress import ProgressPrinter
-from .results.table import markdown, terminal_table
 from .results.records import (
     COMPLETED,
     CRASHED,
@@ -44,6 +43,7 @@ from .results.records import (
     write_run,
     write_text_atomic,
 )
+from .results.table import markdown, terminal_table
 from .supervise.supervisor import ReadyInfo, ServerProcess, StartupFailure
 
 CLIENT_BOUND_UTIL = 0.85  # a client process this busy (fraction of one core) may be the bottleneck
@@ -70,7 +70,7 @@ class Interrupts:
         self.signum = signal.SIGINT  # the first signal received
         self._previous: Dict[int, Any] = {}
 
-    def __enter__(self) -> "Interrupts":
+    def __enter__(self) -> Interrupts:
         for signum in (signal.SIGINT, signal.SIGTERM):
             self._previous[signum] = signal.signal(signum, self._handle)
         return self
@@ -93,7 +93,10 @@ class Interrupts:
         self.signum = signal.Signals(signum)
         self.stop.set()
         how = " by SIGTERM" if signum == signal.SIGTERM else ""
-        sys.stderr.write("\nharness: interrupted%s; stopping the current server and saving partial results (Ctrl-C again to quit at once)\n" % how)
+        sys.stderr.write(
+            "\nharness: interrupted%s; stopping the current server and saving partial results (Ctrl-C again to quit at once)\n"
+            % how
+        )
 
     def leave_if_asked(self) -> None:
         if self.leave and not self.shielded:
@@ -112,7 +115,15 @@ class Settings:
 
     def case_budget_s(self) -> float:
         w = self.workload
-        return self.ready_timeout_s + w.warmup_s + self.measure_bound_s + w.deadline_s + 2 * self.stop_grace_s + FORENSICS_TIMEOUT_S + 10
+        return (
+            self.ready_timeout_s
+            + w.warmup_s
+            + self.measure_bound_s
+            + w.deadline_s
+            + 2 * self.stop_grace_s
+            + FORENSICS_TIMEOUT_S
+            + 10
+        )
 
 
 def run_benchmark(args: argparse.Namespace) -> int:
@@ -128,8 +139,16 @@ def run_benchmark(args: argparse.Namespace) -> int:
     command = "python -m harness " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     budget = settings.case_budget_s() * len(cases)
     printer = ProgressPrinter(quiet=args.quiet)
-    printer.line("hangbench: %d case(s), about %.0f s each (bound %.0f s per case, %.0f s in all); results -> %s"
-                 % (len(cases), settings.workload.warmup_s + settings.measure_bound_s + 3, settings.case_budget_s(), budget, output))
+    printer.line(
+        "hangbench: %d case(s), about %.0f s each (bound %.0f s per case, %.0f s in all); results -> %s"
+        % (
+            len(cases),
+            settings.workload.warmup_s + settings.measure_bound_s + 3,
+            settings.case_budget_s(),
+            budget,
+            output,
+        )
+    )
     _quiet_library_logs()
     prepare()
     environment = capture_environment()
@@ -163,8 +182,17 @@ def _quiet_library_logs() -> None:
 
 
 # Workload.check() names its fields; a user of the command line knows the options.
-_OPTION_NAMES = {"duration_s": "--duration", "warmup_s": "--warmup", "deadline_s": "--deadline", "client_procs": "--client-procs",
-                 "cpu_us": "--cpu-us", "sleep_ms": "--sleep-ms", "concurrency": "--concurrency", "requests": "--requests", "bytes": "--bytes"}
+_OPTION_NAMES = {
+    "duration_s": "--duration",
+    "warmup_s": "--warmup",
+    "deadline_s": "--deadline",
+    "client_procs": "--client-procs",
+    "cpu_us": "--cpu-us",
+    "sleep_ms": "--sleep-ms",
+    "concurrency": "--concurrency",
+    "requests": "--requests",
+    "bytes": "--bytes",
+}
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -217,14 +245,22 @@ def _config(args: argparse.Namespace, settings: Settings, cases: Sequence[planni
     return config
 
 
-def run_case(case: planning.Case, settings: Settings, interrupts: Interrupts, printer: ProgressPrinter, scratch: Path) -> StrategyRecord:
+def run_case(
+    case: planning.Case, settings: Settings, interrupts: Interrupts, printer: ProgressPrinter, scratch: Path
+) -> StrategyRecord:
     """One strategy, start to finish, within its budget; never raises for what the server does.
 
     A second Ctrl-C (KeyboardInterrupt) leaves at once, but only after the server tree is stopped."""
     started = time.monotonic()
     case_dir = scratch / case.slug
     case_dir.mkdir(parents=True, exist_ok=True)
-    base = StrategyRecord(strategy=case.strategy, status=COMPLETED, start_method=case.start_method, python=case.python_version, broken=case.broken)
+    base = StrategyRecord(
+        strategy=case.strategy,
+        status=COMPLETED,
+        start_method=case.start_method,
+        python=case.python_version,
+        broken=case.broken,
+    )
     case_stop = threading.Event()
     watchdog = threading.Timer(settings.case_budget_s() - 2 * settings.stop_grace_s, case_stop.set)
     forwarder = threading.Thread(target=_forward, args=(interrupts.stop, case_stop), daemon=True)
@@ -248,12 +284,22 @@ def run_case(case: planning.Case, settings: Settings, interrupts: Interrupts, pr
     return _with_stop(record, report, time.monotonic() - started)
 
 
-def _attempt(server: ServerProcess, case: planning.Case, settings: Settings, interrupts: Interrupts, case_stop: threading.Event,
-             printer: ProgressPrinter, base: StrategyRecord, case_dir: Path) -> StrategyRecord:
+def _attempt(
+    server: ServerProcess,
+    case: planning.Case,
+    settings: Settings,
+    interrupts: Interrupts,
+    case_stop: threading.Event,
+    printer: ProgressPrinter,
+    base: StrategyRecord,
+    case_dir: Path,
+) -> StrategyRecord:
     stop = interrupts.stop
     try:
         # start() returns once the server has printed its address and answered GET /.
-        ready = server.start(case.argv(settings.server_args), env=case.env(case_dir), ready_timeout_s=settings.ready_timeout_s)
+        ready = server.start(
+            case.argv(settings.server_args), env=case.env(case_dir), ready_timeout_s=settings.ready_timeout_s
+        )
     except StartupFailure as failure:
         return replace(base, status=failure.status, message=_failure_message(failure), stuck=failure.stuck)
     record = _measure(server, ready, settings, interrupts, case_stop, printer, base)
@@ -291,8 +337,15 @@ def _forward(source: threading.Event, target: threading.Event) -> None:
             target.set()
 
 
-def _measure(server: ServerProcess, ready: ReadyInfo, settings: Settings, interrupts: Interrupts, stop: threading.Event,
-             printer: ProgressPrinter, base: StrategyRecord) -> StrategyRecord:
+def _measure(
+    server: ServerProcess,
+    ready: ReadyInfo,
+    settings: Settings,
+    interrupts: Interrupts,
+    stop: threading.Event,
+    printer: ProgressPrinter,
+    base: StrategyRecord,
+) -> StrategyRecord:
     workload = replace(settings.workload, port=int(ready["port"]))
     # (server CPU, requests ended) at the first progress report of the measurement, which comes
     # up to a second after it began: CPU per request is taken over the same span for both.
@@ -303,7 +356,9 @@ def _measure(server: ServerProcess, ready: ReadyInfo, settings: Settings, interr
     def on_progress(progress: Progress) -> None:
         printer.progress(progress)
         if progress.phase == "measure" and not cpu_at_measure:
-            cpu_at_measure.append((server.sample().cpu_s, sum(progress.counts.values()), _machine_cpu(), time.monotonic()))
+            cpu_at_measure.append(
+                (server.sample().cpu_s, sum(progress.counts.values()), _machine_cpu(), time.monotonic())
+            )
         if progress.phase == "measure" and progress.counts.get("hang") and not hang_capture:
             # Capture while requests are still hanging, in the background: the load goes on.
             thread = threading.Thread(target=server.capture_forensics, args=(FORENSICS_TIMEOUT_S,), daemon=True)
@@ -366,8 +421,14 @@ def is_client_bound(client_util_max: float, client_cores: float, server_cores: f
     return machine_busy >= MACHINE_SATURATED and client_cores >= 0.5 * server_cores
 
 
-def _from_load(base: StrategyRecord, result: LoadResult, usage: Any, before: Tuple[float, int, Tuple[float, float], float],
-               machine: Tuple[float, float], now: float) -> StrategyRecord:
+def _from_load(
+    base: StrategyRecord,
+    result: LoadResult,
+    usage: Any,
+    before: Tuple[float, int, Tuple[float, float], float],
+    machine: Tuple[float, float],
+    now: float,
+) -> StrategyRecord:
     total = result.total
     cpu_used = max(0.0, usage.cpu_s - before[0])
     served = total - before[1] if total > before[1] else total

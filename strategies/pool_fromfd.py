@@ -24,6 +24,7 @@ from harness.server import log
 from harness.server.app import App
 from harness.server.connection import serve_blocking
 from harness.server.strategy import ServeOptions, Strategy
+
 from .pool_socket import article_pool, report_failure
 
 
@@ -42,7 +43,11 @@ def start_request(clientsocket_fd: int, addr: Tuple[Any, ...], app: App, idle_ti
         clientsocket = socket.fromfd(clientsocket_fd, socket.AF_INET, socket.SOCK_STREAM)
     except OSError as error:
         log.get().warning(
-            "worker {}: fd {} from the parent names {} here: {}", os.getpid(), clientsocket_fd, describe_fd(clientsocket_fd), error
+            "worker {}: fd {} from the parent names {} here: {}",
+            os.getpid(),
+            clientsocket_fd,
+            describe_fd(clientsocket_fd),
+            error,
         )
         raise
     os.close(clientsocket_fd)  # "close the original fd to avoid a leak", as the article says
@@ -68,6 +73,10 @@ class PoolFromFd(Strategy):
                 try:
                     clientsocket, addr = listener.accept()
                     clientsocket_fd = clientsocket.fileno()
-                    pool.apply_async(start_request, (clientsocket_fd, addr, app, options.idle_timeout_s), error_callback=report_failure)
+                    pool.apply_async(
+                        start_request,
+                        (clientsocket_fd, addr, app, options.idle_timeout_s),
+                        error_callback=report_failure,
+                    )
                 except Exception as error:  # as in the article
                     logger.exception(error)

@@ -77,7 +77,9 @@ def terminate_bounded(pool: Any) -> None:
 
 class PoolSocket(Strategy):
     name = "pool-socket"
-    summary = "multiprocessing.Pool; main process accepts and passes the socket object via apply_async (the article's server)"
+    summary = (
+        "multiprocessing.Pool; main process accepts and passes the socket object via apply_async (the article's server)"
+    )
     broken = (
         "keeps each accepted socket until the next accept(), so a read-until-close client waits for the next "
         "client; on macOS < 3.13 workers lose tasks under concurrency (gh-101225)"
@@ -91,6 +93,8 @@ class PoolSocket(Strategy):
             while True:
                 try:
                     clientsocket, addr = listener.accept()
-                    pool.apply_async(start_request, (app, clientsocket, addr, options.idle_timeout_s), error_callback=report_failure)
+                    pool.apply_async(
+                        start_request, (app, clientsocket, addr, options.idle_timeout_s), error_callback=report_failure
+                    )
                 except Exception as error:  # as in the article: log and keep accepting
                     logger.exception(error)

@@ -23,7 +23,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, IO, List, Optional, Sequence, Tuple
+from typing import IO, Dict, List, Optional, Sequence, Tuple
 
 REPO = Path(__file__).resolve().parent.parent
 HOST = "127.0.0.1"
@@ -59,7 +59,7 @@ class HttpClient:
         self.sock.settimeout(timeout)
         self._buffer = bytearray()
 
-    def __enter__(self) -> "HttpClient":
+    def __enter__(self) -> HttpClient:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -135,7 +135,9 @@ def request_bytes(target: str = "/", headers: Sequence[Tuple[str, str]] = (), me
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
 
-def get(port: int, target: str = "/", headers: Sequence[Tuple[str, str]] = (), timeout: float = IO_TIMEOUT_S) -> HttpResponse:
+def get(
+    port: int, target: str = "/", headers: Sequence[Tuple[str, str]] = (), timeout: float = IO_TIMEOUT_S
+) -> HttpResponse:
     """One request on a fresh connection."""
     with HttpClient(port, timeout) as client:
         return client.get(target, headers)
@@ -146,7 +148,7 @@ def get(port: int, target: str = "/", headers: Sequence[Tuple[str, str]] = (), t
 
 @dataclass
 class ServerProcess:
-    proc: "subprocess.Popen[bytes]"
+    proc: subprocess.Popen[bytes]
     ready: Dict[str, object]
     stderr_file: IO[bytes]
     returncode: Optional[int] = None
@@ -313,7 +315,9 @@ def start_server(
     try:
         line = _read_line(proc.stdout, ready_timeout)  # type: ignore[arg-type]
         if not line:
-            raise RuntimeError("server exited before it was ready (status %s): %s" % (proc.wait(STOP_TIMEOUT_S), server.stderr_text()))
+            raise RuntimeError(
+                "server exited before it was ready (status %s): %s" % (proc.wait(STOP_TIMEOUT_S), server.stderr_text())
+            )
         server.ready = json.loads(line)
         assert server.ready["event"] == "listening", server.ready
     except BaseException:
@@ -322,7 +326,9 @@ def start_server(
     return server
 
 
-def run_cli(*args: str, extra_path: Sequence[os.PathLike] = (), python: str = sys.executable, timeout: float = 60.0) -> "subprocess.CompletedProcess[str]":
+def run_cli(
+    *args: str, extra_path: Sequence[os.PathLike] = (), python: str = sys.executable, timeout: float = 60.0
+) -> subprocess.CompletedProcess[str]:
     """`python -m harness ARGS...` to completion (bounded), output captured as text."""
     return subprocess.run(
         [python, "-m", "harness", *args],

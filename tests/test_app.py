@@ -10,7 +10,18 @@ import time
 
 import pytest
 
-from harness.server.app import INDEX_BODY, MAX_BYTES, MAX_CPU_US, MAX_SLEEP_MS, App, BadWork, Work, burn_cpu, handle, make_body
+from harness.server.app import (
+    INDEX_BODY,
+    MAX_BYTES,
+    MAX_CPU_US,
+    MAX_SLEEP_MS,
+    App,
+    BadWork,
+    Work,
+    burn_cpu,
+    handle,
+    make_body,
+)
 from harness.server.protocol import Request
 
 

@@ -30,13 +30,18 @@ RUN_ERRORS = [
     (("--strategy", "threads", "--ready-timeout", "0"), ("--ready-timeout",)),
     (("--strategy", "threads", "--stop-grace", "nan"), ("--stop-grace",)),
     (("--strategy", "pool-socket", "--start-method", "vfork"), ("--start-method", "fork|spawn|forkserver", "vfork")),
-    (("--strategy", "threads", "--python", "/nonexistent/python3"), ("--python /nonexistent/python3", "not an executable")),
+    (
+        ("--strategy", "threads", "--python", "/nonexistent/python3"),
+        ("--python /nonexistent/python3", "not an executable"),
+    ),
     (("--strategy", "threads", "--output", "/proc/x.json"), ("/proc", "not writable")),
 ]
 
 
 @pytest.mark.parametrize("args, fragments", RUN_ERRORS, ids=[" ".join(a) for a, _ in RUN_ERRORS])
-def test_run_error_is_one_sentence_and_exit_2(args: Tuple[str, ...], fragments: Tuple[str, ...], tmp_path: Path) -> None:
+def test_run_error_is_one_sentence_and_exit_2(
+    args: Tuple[str, ...], fragments: Tuple[str, ...], tmp_path: Path
+) -> None:
     result = run_harness(*args, cwd=tmp_path, timeout=ERROR_TIMEOUT_S)
     assert_one_sentence_error(result, *fragments)
     assert result.stdout == ""
@@ -59,7 +64,14 @@ def test_output_that_is_a_folder(tmp_path: Path) -> None:
 
 def test_output_under_a_file(tmp_path: Path) -> None:
     (tmp_path / "plain-file").write_text("x")
-    result = run_harness("--strategy", "threads", "--output", str(tmp_path / "plain-file" / "x.json"), cwd=tmp_path, timeout=ERROR_TIMEOUT_S)
+    result = run_harness(
+        "--strategy",
+        "threads",
+        "--output",
+        str(tmp_path / "plain-file" / "x.json"),
+        cwd=tmp_path,
+        timeout=ERROR_TIMEOUT_S,
+    )
     assert_one_sentence_error(result, "cannot create the output folder")
 
 
@@ -82,7 +94,9 @@ def test_malformed_number_is_argparse_usage_error_without_traceback(tmp_path: Pa
 def _valid_results(path: Path) -> Path:
     from harness.results.records import RunRecord, StrategyRecord, write_run
 
-    write_run(RunRecord("20260101T000000Z", path.stem, {"cpu_model": "x"}, {}, [StrategyRecord("threads", "completed")]), path)
+    write_run(
+        RunRecord("20260101T000000Z", path.stem, {"cpu_model": "x"}, {}, [StrategyRecord("threads", "completed")]), path
+    )
     return path
 
 
@@ -94,13 +108,20 @@ COMPARE_ERRORS = [
     ("json-list", "[1, 2, 3]", ("is not a hangbench results file",)),
     ("wrong-version", json.dumps({"schema_version": 99}), ("schema version 99",)),
     ("missing-fields", json.dumps({"schema_version": 1, "created": "x"}), ("is not a hangbench results file",)),
-    ("bad-record", json.dumps({"schema_version": 1, "created": "x", "label": "y", "environment": {}, "config": {}, "strategies": [7]}),
-     ("is not a hangbench results file",)),
+    (
+        "bad-record",
+        json.dumps(
+            {"schema_version": 1, "created": "x", "label": "y", "environment": {}, "config": {}, "strategies": [7]}
+        ),
+        ("is not a hangbench results file",),
+    ),
 ]
 
 
 @pytest.mark.parametrize("name, content, fragments", COMPARE_ERRORS, ids=[c[0] for c in COMPARE_ERRORS])
-def test_compare_bad_file_is_one_sentence_and_exit_2(name: str, content: str, fragments: Tuple[str, ...], tmp_path: Path) -> None:
+def test_compare_bad_file_is_one_sentence_and_exit_2(
+    name: str, content: str, fragments: Tuple[str, ...], tmp_path: Path
+) -> None:
     good = _valid_results(tmp_path / "good.json")
     bad = tmp_path / ("%s.json" % name)
     if content is not None:

@@ -113,7 +113,14 @@ CASES = [
     Case("never_binds.py", "mis-never-binds", "not-ready", not_ready, slow=True),
     Case("never_answers.py", "mis-never-answers", "not-ready", not_ready, slow=True),
     # Deadline shorter than the measurement, so that requests start -- and hang -- in it.
-    Case("stuck_in_recv.py", "mis-stuck-in-recv", "completed", all_hang_in_recv, ("--duration", "1.5", "--deadline", "0.5"), slow=True),
+    Case(
+        "stuck_in_recv.py",
+        "mis-stuck-in-recv",
+        "completed",
+        all_hang_in_recv,
+        ("--duration", "1.5", "--deadline", "0.5"),
+        slow=True,
+    ),
     Case("closes_at_once.py", "mis-closes-at-once", "completed", closed_or_reset),
     Case("answers_garbage.py", "mis-answers-garbage", "completed", malformed),
     Case("ignores_sigterm.py", "mis-ignores-sigterm", "completed", sigterm_ignored, slow=True),
@@ -128,7 +135,9 @@ def test_every_misbehaving_plugin_has_a_case() -> None:
     assert plugins == {case.file for case in CASES}
 
 
-@pytest.mark.parametrize("case", [pytest.param(c, id=c.file[:-3], marks=[pytest.mark.slow] if c.slow else []) for c in CASES])
+@pytest.mark.parametrize(
+    "case", [pytest.param(c, id=c.file[:-3], marks=[pytest.mark.slow] if c.slow else []) for c in CASES]
+)
 def test_misbehaving_plugin_is_contained(case: Case, tmp_path: Path) -> None:
     plugin = str(MISBEHAVING / case.file)
     name = case.name or plugin
@@ -136,7 +145,9 @@ def test_misbehaving_plugin_is_contained(case: Case, tmp_path: Path) -> None:
     extra = dict(zip(FAST[::2], FAST[1::2]))
     extra.update(dict(zip(case.extra[::2], case.extra[1::2])))
     args = [item for pair in extra.items() for item in pair]
-    result = run_harness("--plugin", plugin, "--strategy", name, *args, *BOUNDS, "--output", str(output), "--quiet", cwd=tmp_path)
+    result = run_harness(
+        "--plugin", plugin, "--strategy", name, *args, *BOUNDS, "--output", str(output), "--quiet", cwd=tmp_path
+    )
     assert result.returncode == 0, result.describe()
     assert "Traceback" not in result.stderr, result.describe()
     data = load_json(output)
@@ -160,8 +171,22 @@ def test_misbehaving_plugin_is_contained(case: Case, tmp_path: Path) -> None:
 def test_second_ctrl_c_while_a_stubborn_server_is_stopped_still_stops_it(tmp_path: Path) -> None:
     """The server ignores SIGTERM, so stopping it takes the whole grace period: a second Ctrl-C
     arriving meanwhile must not abandon the stop half-way (leaving the server running)."""
-    args = ["--plugin", str(MISBEHAVING / "ignores_sigterm.py"), "--strategy", "mis-ignores-sigterm", "--duration", "20", "--warmup", "0.3",
-            "--concurrency", "4", "--stop-grace", "3", "--output", str(tmp_path / "out.json")]
+    args = [
+        "--plugin",
+        str(MISBEHAVING / "ignores_sigterm.py"),
+        "--strategy",
+        "mis-ignores-sigterm",
+        "--duration",
+        "20",
+        "--warmup",
+        "0.3",
+        "--concurrency",
+        "4",
+        "--stop-grace",
+        "3",
+        "--output",
+        str(tmp_path / "out.json"),
+    ]
     run = Running(args, tmp_path)
     try:
         run.wait_for_line(lambda line: " measure " in line, 60)

@@ -103,8 +103,7 @@ def concurrent_connects(path: str, n: int) -> Dict[str, int]:
     keep: List[socket.socket] = []
     outcomes: List[str] = []
     threads = [
-        threading.Thread(target=lambda: outcomes.append(_connect_outcome(path, barrier, keep)))
-        for _ in range(n)
+        threading.Thread(target=lambda: outcomes.append(_connect_outcome(path, barrier, keep))) for _ in range(n)
     ]
     try:
         for t in threads:
@@ -150,9 +149,7 @@ def reproduce_until_loss(python: str, method: str, attempts: int = 3) -> Dict[st
 
 
 def run_python(python: str, code: str, env: Dict[str, str]) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [python, "-c", code], capture_output=True, text=True, timeout=60, env=env, cwd="/"
-    )
+    return subprocess.run([python, "-c", code], capture_output=True, text=True, timeout=60, env=env, cwd="/")
 
 
 # --- names and API ---------------------------------------------------------------------------
@@ -220,9 +217,7 @@ def test_probe_counts_emulated(emulated: None, backlog: int, macos: int) -> None
 
 
 @pytest.mark.parametrize("timeout", [None, 0.0, 2.5])
-def test_refusal_keeps_the_socket_timeout(
-    emulated: None, unix_listener: str, timeout: Optional[float]
-) -> None:
+def test_refusal_keeps_the_socket_timeout(emulated: None, unix_listener: str, timeout: Optional[float]) -> None:
     with socket.socket(socket.AF_UNIX) as first, socket.socket(socket.AF_UNIX) as second:
         first.settimeout(1.0)
         first.connect(unix_listener)  # fills the queue (1 on "macOS")

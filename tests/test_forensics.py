@@ -141,8 +141,10 @@ def test_sigusr2_is_never_sent_to_a_process_without_the_hook() -> None:
 
 
 def test_tcp_sockets_are_described() -> None:
-    script = ("import socket, sys, time; s = socket.socket(); s.bind(('127.0.0.1', 0)); s.listen(1); "
-              "print(s.getsockname()[1], flush=True); time.sleep(60)")
+    script = (
+        "import socket, sys, time; s = socket.socket(); s.bind(('127.0.0.1', 0)); s.listen(1); "
+        "print(s.getsockname()[1], flush=True); time.sleep(60)"
+    )
     proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE)
     try:
         port = int(proc.stdout.readline())
@@ -186,9 +188,8 @@ def test_server_stuck_in_recv_is_diagnosed() -> None:
 
 @needs_py_spy
 def test_not_ready_failure_says_where_it_is_stuck() -> None:
-    with ServerProcess() as server:
-        with pytest.raises(StartupFailure) as caught:
-            server.start(argv_for("stuck_in_recv"), ready_timeout_s=4, probe="http", cwd=REPO)
+    with ServerProcess() as server, pytest.raises(StartupFailure) as caught:
+        server.start(argv_for("stuck_in_recv"), ready_timeout_s=4, probe="http", cwd=REPO)
     assert caught.value.status == NOT_READY
     assert caught.value.stuck is not None and "recv" in caught.value.stuck
 
@@ -271,8 +272,16 @@ def _pool_worker(pid: int) -> ProcessDump:
         Frame("worker", STDLIB + "multiprocessing/pool.py", 114),
         Frame("serve", "/srv/strategies/pool_socket.py", 43),
     )
-    return ProcessDump(pid, "python", "S", "pipe_read", "py-spy", (ThreadDump(pid, None, frames),),
-                       (TaskInfo(pid, "python", "S", "pipe_read", "read"),), ())
+    return ProcessDump(
+        pid,
+        "python",
+        "S",
+        "pipe_read",
+        "py-spy",
+        (ThreadDump(pid, None, frames),),
+        (TaskInfo(pid, "python", "S", "pipe_read", "read"),),
+        (),
+    )
 
 
 def _stuck_worker(pid: int) -> ProcessDump:
@@ -283,8 +292,16 @@ def _stuck_worker(pid: int) -> ProcessDump:
         Frame("worker", STDLIB + "multiprocessing/pool.py", 125),
         Frame("serve", "/srv/strategies/pool_socket.py", 43),
     )
-    return ProcessDump(pid, "python", "S", "sk_wait_data", "py-spy --native", (ThreadDump(pid, None, frames),),
-                       (TaskInfo(pid, "python", "S", "sk_wait_data", "recvfrom"),), ())
+    return ProcessDump(
+        pid,
+        "python",
+        "S",
+        "sk_wait_data",
+        "py-spy --native",
+        (ThreadDump(pid, None, frames),),
+        (TaskInfo(pid, "python", "S", "sk_wait_data", "recvfrom"),),
+        (),
+    )
 
 
 def test_summary_names_the_common_blocking_point_and_ignores_idle_workers() -> None:
@@ -298,8 +315,16 @@ def test_summary_when_everything_is_idle() -> None:
 
 
 def test_summary_of_a_spinning_thread() -> None:
-    dump = ProcessDump(7, "python", "R", None, "py-spy", (ThreadDump(7, "spinner", (Frame("spin", "/srv/spins.py", 30),), True),),
-                       (TaskInfo(7, "python", "R", None, "running"),), ())
+    dump = ProcessDump(
+        7,
+        "python",
+        "R",
+        None,
+        "py-spy",
+        (ThreadDump(7, "spinner", (Frame("spin", "/srv/spins.py", 30),), True),),
+        (TaskInfo(7, "python", "R", None, "running"),),
+        (),
+    )
     assert summarize_processes([dump]) == "1/1 threads running (spins.py:30)"
 
 

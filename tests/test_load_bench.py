@@ -20,8 +20,8 @@ from typing import Any
 import pytest
 
 from harness.load import Workload, run_load
-from harness.load.response import ResponseReader
 from harness.load.metrics import OK
+from harness.load.response import ResponseReader
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -120,8 +120,18 @@ def test_asyncio_engine_throughput(benchmark: Any, fixed_port: int, connection: 
     started = time.monotonic()
     result = benchmark.pedantic(run_load, args=(workload,), rounds=1, iterations=1)
     benchmark.extra_info.update(
-        requests_per_s=round(result.throughput_rps), p99_us=result.latency_us["p99"], client_cpu_util=round(result.client_cpu_util, 2)
+        requests_per_s=round(result.throughput_rps),
+        p99_us=result.latency_us["p99"],
+        client_cpu_util=round(result.client_cpu_util, 2),
     )
-    print("\nasyncio engine, %s, 32 connections: %.0f req/s, p99 %d us, client CPU %.2f (%.1fs)"
-          % (connection, result.throughput_rps, result.latency_us["p99"], result.client_cpu_util, time.monotonic() - started))
+    print(
+        "\nasyncio engine, %s, 32 connections: %.0f req/s, p99 %d us, client CPU %.2f (%.1fs)"
+        % (
+            connection,
+            result.throughput_rps,
+            result.latency_us["p99"],
+            result.client_cpu_util,
+            time.monotonic() - started,
+        )
+    )
     assert result.counts[OK] == result.total > 0

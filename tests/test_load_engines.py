@@ -22,7 +22,11 @@ BODY = b"hello, hangbench\n"
 
 
 def response(status: int = 200, close: bool = False, body: bytes = BODY) -> bytes:
-    head = "HTTP/1.1 %d X\r\nContent-Length: %d\r\n%s\r\n" % (status, len(body), "Connection: close\r\n" if close else "")
+    head = "HTTP/1.1 %d X\r\nContent-Length: %d\r\n%s\r\n" % (
+        status,
+        len(body),
+        "Connection: close\r\n" if close else "",
+    )
     return head.encode() + body
 
 
@@ -133,7 +137,9 @@ def closed_port() -> int:
 
 
 def workload(port: int, engine: str, **changes: object) -> Workload:
-    values = dict(host="127.0.0.1", port=port, engine=engine, concurrency=4, duration_s=0.4, warmup_s=0.0, deadline_s=0.5)
+    values = dict(
+        host="127.0.0.1", port=port, engine=engine, concurrency=4, duration_s=0.4, warmup_s=0.0, deadline_s=0.5
+    )
     values.update(changes)
     return Workload(**values)  # type: ignore[arg-type]
 
@@ -227,7 +233,9 @@ def test_read_until_eof_is_ok_when_the_server_closes(engine: str) -> None:
 @pytest.mark.parametrize("engine", ENGINES)
 def test_requests_mode_counts_exactly_and_discards_warmup(engine: str) -> None:
     with ScriptedServer("ok") as server:
-        result = run_load(workload(server.port, engine, duration_s=None, requests=37, warmup_s=0.2, connection="keep-alive"))
+        result = run_load(
+            workload(server.port, engine, duration_s=None, requests=37, warmup_s=0.2, connection="keep-alive")
+        )
     assert result.counts["ok"] == 37 and result.total == 37
     assert result.elapsed_s > 0
 
@@ -253,7 +261,9 @@ def test_stop_event_ends_early_with_a_partial_result(engine: str) -> None:
 def test_progress_reports_phases_with_all_counts(engine: str) -> None:
     seen: list[Progress] = []
     with ScriptedServer("ok") as server:
-        run_load(workload(server.port, engine, duration_s=0.8, warmup_s=0.5, connection="keep-alive"), progress=seen.append)
+        run_load(
+            workload(server.port, engine, duration_s=0.8, warmup_s=0.5, connection="keep-alive"), progress=seen.append
+        )
     assert seen, "no progress report in 1.3 seconds"
     assert {p.phase for p in seen} <= {"warmup", "measure"}
     assert all(set(p.counts) == set(OUTCOMES) for p in seen)
@@ -263,7 +273,15 @@ def test_progress_reports_phases_with_all_counts(engine: str) -> None:
 def test_two_client_processes_merge_into_one_result() -> None:
     with ScriptedServer("ok") as server:
         result = run_load(
-            workload(server.port, "asyncio", concurrency=4, client_procs=2, duration_s=None, requests=60, connection="keep-alive")
+            workload(
+                server.port,
+                "asyncio",
+                concurrency=4,
+                client_procs=2,
+                duration_s=None,
+                requests=60,
+                connection="keep-alive",
+            )
         )
     assert result.client_procs == 2
     assert result.counts["ok"] == 60 and result.total == 60

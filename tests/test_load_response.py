@@ -6,9 +6,9 @@ import errno
 
 import pytest
 
+from harness.load.metrics import CLOSED, HANG, HTTP_ERROR, MALFORMED, OK, REFUSED, RESET
 from harness.load.outcome import Tally, classify_error
 from harness.load.response import ResponseReader
-from harness.load.metrics import CLOSED, HANG, HTTP_ERROR, MALFORMED, OK, REFUSED, RESET
 
 OK_RESPONSE = b"HTTP/1.1 200 OK\r\nServer: x\r\nContent-Length: 5\r\n\r\nhello"
 

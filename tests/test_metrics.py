@@ -89,7 +89,9 @@ def test_merge_across_two_client_processes_is_exact() -> None:
 
 
 def result_of(values: list[int], **counts: int) -> LoadResult:
-    return LoadResult.build({OK: len(values), **counts}, histogram_of(values), 2.0, 0.5, engine="asyncio", loop="uvloop")
+    return LoadResult.build(
+        {OK: len(values), **counts}, histogram_of(values), 2.0, 0.5, engine="asyncio", loop="uvloop"
+    )
 
 
 def test_build_computes_the_derived_fields() -> None:
@@ -115,7 +117,9 @@ def test_build_rejects_an_unknown_kind() -> None:
 
 def test_result_round_trips_through_json() -> None:
     result = result_of(latencies(6, 100), **{RESET: 1})
-    result = LoadResult.build(result.counts, result.latency_histogram(), 2.0, 0.5, engine="asyncio", error_detail={"ECONNRESET": 1})
+    result = LoadResult.build(
+        result.counts, result.latency_histogram(), 2.0, 0.5, engine="asyncio", error_detail={"ECONNRESET": 1}
+    )
     text = json.dumps(result.to_dict())
     assert LoadResult.from_dict(json.loads(text)) == result
 
@@ -127,8 +131,18 @@ def test_from_dict_refuses_unknown_fields() -> None:
 
 
 def test_merge_results_sums_counts_and_adds_histograms() -> None:
-    a = LoadResult.build({OK: 5000, HANG: 2}, histogram_of(latencies(7)), 3.0, 1.2, engine="asyncio", loop="uvloop", error_detail={})
-    b = LoadResult.build({OK: 5000, RESET: 1}, histogram_of(latencies(8)), 3.1, 2.7, engine="asyncio", loop="uvloop", error_detail={"EPIPE": 1})
+    a = LoadResult.build(
+        {OK: 5000, HANG: 2}, histogram_of(latencies(7)), 3.0, 1.2, engine="asyncio", loop="uvloop", error_detail={}
+    )
+    b = LoadResult.build(
+        {OK: 5000, RESET: 1},
+        histogram_of(latencies(8)),
+        3.1,
+        2.7,
+        engine="asyncio",
+        loop="uvloop",
+        error_detail={"EPIPE": 1},
+    )
     merged = merge([a, b])
     assert merged == LoadResult.merge([a, b])
     assert merged.counts[OK] == 10_000 and merged.counts[HANG] == 2 and merged.counts[RESET] == 1

@@ -12,13 +12,12 @@ import shutil
 import subprocess
 import sys
 import sysconfig
-import textwrap
 from pathlib import Path
 
 import pytest
+from helpers import REPO, HttpClient, get, run_cli
 
 from harness.server.strategy import BUILTINS, StrategyError, discover, load_spec, resolve
-from helpers import REPO, HttpClient, get, run_cli
 
 EXAMPLE = REPO / "examples" / "fork-per-connection"
 EXAMPLE_SPEC = "hangbench_fork:ForkPerConnection"
@@ -39,9 +38,9 @@ class OneAtATime(Strategy):
             serve_blocking(conn, app, 5.0)
 '''
 
-BROKEN_PLUGIN = '''
+BROKEN_PLUGIN = """
 import hangbench_test_no_such_dependency  # raises ModuleNotFoundError (an ImportError)
-'''
+"""
 
 
 @pytest.fixture
@@ -62,7 +61,7 @@ def lines_of(text: str) -> list:
     return [line for line in text.splitlines() if line.strip()]
 
 
-def assert_one_sentence_error(result: "subprocess.CompletedProcess[str]", *needles: str) -> None:
+def assert_one_sentence_error(result: subprocess.CompletedProcess[str], *needles: str) -> None:
     assert result.returncode == 2, result
     assert "Traceback" not in result.stderr
     assert len(lines_of(result.stderr)) == 1, result.stderr
@@ -172,7 +171,9 @@ def test_cli_list_plugin_file(plugin_dir: Path) -> None:
 
 def test_cli_list_broken_plugins_with_their_errors(plugin_dir: Path) -> None:
     broken_file = plugin_dir / "broken_plugin.py"
-    result = run_cli("list", "--plugin", str(broken_file), "--plugin", str(plugin_dir / "good_plugin.py"), extra_path=[plugin_dir])
+    result = run_cli(
+        "list", "--plugin", str(broken_file), "--plugin", str(plugin_dir / "good_plugin.py"), extra_path=[plugin_dir]
+    )
     assert result.returncode == 0, result.stderr
     assert "Traceback" not in result.stdout + result.stderr
     lines = result.stdout.splitlines()
@@ -272,15 +273,32 @@ def test_example_plugin_installed_is_found_through_its_entry_point(tmp_path: Pat
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
     python = venv / "bin" / "python"
     purelib = subprocess.run(
-        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], check=True, capture_output=True, text=True, timeout=60
+        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
     ).stdout.strip()
     parent_sites = {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}
-    (Path(purelib) / "_hangbench_test_parent.pth").write_text("".join("import site; site.addsitedir(%r)\n" % p for p in sorted(parent_sites)))
+    (Path(purelib) / "_hangbench_test_parent.pth").write_text(
+        "".join("import site; site.addsitedir(%r)\n" % p for p in sorted(parent_sites))
+    )
     # Build from a copy: an in-tree build would leave build/ and *.egg-info in the repository.
     source = tmp_path / "src"
     shutil.copytree(EXAMPLE, source, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
     install = subprocess.run(
-        [str(python), "-m", "pip", "install", "--no-deps", "--no-build-isolation", "--no-index", "--disable-pip-version-check", "--quiet", str(source)],
+        [
+            str(python),
+            "-m",
+            "pip",
+            "install",
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-index",
+            "--disable-pip-version-check",
+            "--quiet",
+            str(source),
+        ],
         capture_output=True,
         text=True,
         timeout=300,

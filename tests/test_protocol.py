@@ -7,7 +7,15 @@ from typing import List, Sequence
 
 import pytest
 
-from harness.server.protocol import MAX_BODY_BYTES, MAX_HEAD_BYTES, ProtocolError, Request, RequestParser, Response, render
+from harness.server.protocol import (
+    MAX_BODY_BYTES,
+    MAX_HEAD_BYTES,
+    ProtocolError,
+    Request,
+    RequestParser,
+    Response,
+    render,
+)
 
 try:
     from hypothesis import given, settings
@@ -186,7 +194,9 @@ def test_every_byte_split_gives_the_same_requests() -> None:
         pytest.param(b"GET / HTTP/1.1\r\nBad Name: x\r\n\r\n", 400, id="space-in-header-name"),
         pytest.param(b"GET / HTTP/1.1\r\n: no name\r\n\r\n", 400, id="empty-header-name"),
         pytest.param(b"GET / HTTP/1.1\r\nA: b\r\n folded\r\n\r\n", 400, id="obs-fold"),
-        pytest.param(b"GET / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n", 400, id="conflicting-content-length"),
+        pytest.param(
+            b"GET / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n", 400, id="conflicting-content-length"
+        ),
         pytest.param(b"GET / HTTP/1.1\r\nContent-Length: -1\r\n\r\n", 400, id="negative-content-length"),
         pytest.param(b"GET / HTTP/1.1\r\nContent-Length: +5\r\n\r\n", 400, id="signed-content-length"),
         pytest.param(b"GET / HTTP/1.1\r\nContent-Length: 0x10\r\n\r\n", 400, id="hex-content-length"),
@@ -194,7 +204,9 @@ def test_every_byte_split_gives_the_same_requests() -> None:
         pytest.param(b"GET / HTTP/1.1\r\nContent-Length: %d\r\n\r\n" % (MAX_BODY_BYTES + 1), 413, id="body-too-large"),
         pytest.param(b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 501, id="transfer-encoding"),
         pytest.param(
-            b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n", 501, id="te-and-content-length"
+            b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n",
+            501,
+            id="te-and-content-length",
         ),
     ],
 )

@@ -31,7 +31,6 @@ import subprocess
 from typing import Callable, List, Sequence
 
 import pytest
-
 from helpers import HttpClient, NoResponse, ServerProcess
 
 pytestmark = pytest.mark.realclient
@@ -63,15 +62,20 @@ def require(tool: str) -> str:
     return path
 
 
-def run_client(argv: Sequence[str]) -> "subprocess.CompletedProcess[str]":
+def run_client(argv: Sequence[str]) -> subprocess.CompletedProcess[str]:
     """Run a client to completion (bounded); a timeout is a test failure that says so."""
     try:
-        return subprocess.run(list(argv), stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=CLIENT_TIMEOUT_S)
+        return subprocess.run(
+            list(argv), stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=CLIENT_TIMEOUT_S
+        )
     except subprocess.TimeoutExpired as exc:
-        pytest.fail("%s did not finish within %.0f s (server hung?)\nstdout so far:\n%s" % (" ".join(argv), CLIENT_TIMEOUT_S, exc.stdout))
+        pytest.fail(
+            "%s did not finish within %.0f s (server hung?)\nstdout so far:\n%s"
+            % (" ".join(argv), CLIENT_TIMEOUT_S, exc.stdout)
+        )
 
 
-def describe(proc: "subprocess.CompletedProcess[str]", server: ServerProcess) -> str:
+def describe(proc: subprocess.CompletedProcess[str], server: ServerProcess) -> str:
     """Everything needed to diagnose a failed assertion: the command, its output, the server log."""
     return "$ %s  (exit %s)\n--- stdout\n%s\n--- stderr\n%s\n--- server log\n%s" % (
         " ".join(proc.args),
@@ -105,7 +109,11 @@ def ab_field(output: str, name: str) -> str:
 def test_ab(server_factory: ServerFactory, strategy: str, keep_alive: bool) -> None:
     ab = require("ab")
     server = start(server_factory, strategy)
-    argv: List[str] = [ab] + (["-k"] if keep_alive else []) + ["-s", str(AB_RESPONSE_TIMEOUT_S), "-n", str(AB_REQUESTS), "-c", str(AB_CONCURRENCY), url(server)]
+    argv: List[str] = (
+        [ab]
+        + (["-k"] if keep_alive else [])
+        + ["-s", str(AB_RESPONSE_TIMEOUT_S), "-n", str(AB_REQUESTS), "-c", str(AB_CONCURRENCY), url(server)]
+    )
     proc = run_client(argv)
     info = describe(proc, server)
     assert proc.returncode == 0, info
@@ -163,12 +171,17 @@ def expect_400_then_close(client: HttpClient, garbage: bytes) -> None:
         closed = client.at_eof()
     except socket.timeout:
         closed = False
-    assert closed, "the server answered 400 with Connection: close but had not closed the connection %.0f s later" % SOCKET_TIMEOUT_S
+    assert closed, (
+        "the server answered 400 with Connection: close but had not closed the connection %.0f s later"
+        % SOCKET_TIMEOUT_S
+    )
 
 
 @pytest.mark.parametrize("garbage", MALFORMED)
 @pytest.mark.parametrize("strategy", SOUND_STRATEGIES)
-def test_malformed_request_gets_400_and_server_survives(server_factory: ServerFactory, strategy: str, garbage: bytes) -> None:
+def test_malformed_request_gets_400_and_server_survives(
+    server_factory: ServerFactory, strategy: str, garbage: bytes
+) -> None:
     curl = require("curl")
     server = start(server_factory, strategy)
     with HttpClient(server.port, SOCKET_TIMEOUT_S) as client:  # garbage as the first bytes of a connection

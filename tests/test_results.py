@@ -14,9 +14,8 @@ from typing import Any, Dict, List
 import pytest
 from hdrh.histogram import HdrHistogram
 
-from harness.results import records as results_mod
 from harness.load.metrics import LatencyHistogram
-from harness.results.table import compare_runs, markdown, terminal_table
+from harness.results import records as results_mod
 from harness.results.records import (
     SCHEMA_VERSION,
     ResultsError,
@@ -28,11 +27,37 @@ from harness.results.records import (
     read_run,
     write_run,
 )
+from harness.results.table import compare_runs, markdown, terminal_table
 
 DOCUMENTED_RECORD_FIELDS = {
-    "strategy", "status", "start_method", "python", "broken", "requests", "throughput_rps", "hang_rate", "error_rate", "latency_us",
-    "histogram", "elapsed_s", "client_cpu_util", "client_cpu_s", "server_cpu_util", "machine_cpu_busy", "client_bound", "server_cpu_s_per_1k", "server_peak_rss_mb", "error_detail", "stuck",
-    "forensics", "stop", "server_fds", "leaks", "message", "partial", "wall_s",
+    "strategy",
+    "status",
+    "start_method",
+    "python",
+    "broken",
+    "requests",
+    "throughput_rps",
+    "hang_rate",
+    "error_rate",
+    "latency_us",
+    "histogram",
+    "elapsed_s",
+    "client_cpu_util",
+    "client_cpu_s",
+    "server_cpu_util",
+    "machine_cpu_busy",
+    "client_bound",
+    "server_cpu_s_per_1k",
+    "server_peak_rss_mb",
+    "error_detail",
+    "stuck",
+    "forensics",
+    "stop",
+    "server_fds",
+    "leaks",
+    "message",
+    "partial",
+    "wall_s",
 }
 
 
@@ -43,24 +68,49 @@ def histogram(values: List[int]) -> LatencyHistogram:
     return h
 
 
-def strategy_record(name: str = "threads", ok: int = 3, hang: int = 0, rps: float = 1000.0, p99: int = 2000, **extra: Any) -> StrategyRecord:
+def strategy_record(
+    name: str = "threads", ok: int = 3, hang: int = 0, rps: float = 1000.0, p99: int = 2000, **extra: Any
+) -> StrategyRecord:
     h = histogram([p99 // 2] * max(ok - 1, 0) + ([p99] if ok else []))
     requests = {"ok": ok, "hang": hang, "refused": 0, "reset": 0, "closed": 0, "malformed": 0, "http_error": 0}
     total = ok + hang
     fields: Dict[str, Any] = dict(
-        strategy=name, status="completed", start_method=None, python="3.11.7", requests=requests, throughput_rps=rps,
-        hang_rate=hang / total if total else 0.0, latency_us=h.summary(), histogram=h.encode(), elapsed_s=1.0,
-        stop={"exit_code": 0, "killed_pids": [], "leftover_pids": [], "port_free": True}, wall_s=2.5,
+        strategy=name,
+        status="completed",
+        start_method=None,
+        python="3.11.7",
+        requests=requests,
+        throughput_rps=rps,
+        hang_rate=hang / total if total else 0.0,
+        latency_us=h.summary(),
+        histogram=h.encode(),
+        elapsed_s=1.0,
+        stop={"exit_code": 0, "killed_pids": [], "leftover_pids": [], "port_free": True},
+        wall_s=2.5,
     )
     fields.update(extra)
     return StrategyRecord(**fields)
 
 
 def run_record(*records: StrategyRecord, cpu: str = "cpu A", partial: bool = False) -> RunRecord:
-    env = {"python": "3.11.7", "kernel": "6.1", "cpu_model": cpu, "cpu_count": 2, "packages": {"hangbench": "0.1.0", "uvloop": None},
-           "git_commit": None, "loadavg_at_start": [0.1, 0.2, 0.3]}
-    config = {"strategy": "all", "concurrency": 4, "plugin": [], "cases": [r.strategy for r in records], "deadline_s": 2.0,
-              "duration_s": 1.0, "case_budget_s": 40.0}
+    env = {
+        "python": "3.11.7",
+        "kernel": "6.1",
+        "cpu_model": cpu,
+        "cpu_count": 2,
+        "packages": {"hangbench": "0.1.0", "uvloop": None},
+        "git_commit": None,
+        "loadavg_at_start": [0.1, 0.2, 0.3],
+    }
+    config = {
+        "strategy": "all",
+        "concurrency": 4,
+        "plugin": [],
+        "cases": [r.strategy for r in records],
+        "deadline_s": 2.0,
+        "duration_s": 1.0,
+        "case_budget_s": 40.0,
+    }
     return RunRecord("20260101T000000Z", "20260101T000000Z-test", env, config, list(records), partial=partial)
 
 
@@ -70,8 +120,16 @@ def run_record(*records: StrategyRecord, cpu: str = "cpu A", partial: bool = Fal
 def test_hand_built_record_round_trips_unchanged(tmp_path: Path) -> None:
     run = run_record(
         strategy_record("threads", ok=5),
-        strategy_record("pool-socket", ok=0, hang=4, start_method="fork", broken="keeps a reference", stuck="1/1 threads in accept",
-                        forensics={"summary": "x", "processes": [{"pid": 1, "fds": []}]}, leaks=["the server's port is still bound after stop"]),
+        strategy_record(
+            "pool-socket",
+            ok=0,
+            hang=4,
+            start_method="fork",
+            broken="keeps a reference",
+            stuck="1/1 threads in accept",
+            forensics={"summary": "x", "processes": [{"pid": 1, "fds": []}]},
+            leaks=["the server's port is still bound after stop"],
+        ),
         strategy_record("mis-raises", ok=0, status="crashed", message="the server exited with code 1\nTraceback..."),
         partial=True,
     )
@@ -101,8 +159,23 @@ def real_case(tmp_path_factory: pytest.TempPathFactory) -> RunRecord:
     from harness.progress import ProgressPrinter
     from harness.run import Interrupts, _config, _settings, run_case
 
-    args = build_parser().parse_args(["run", "--strategy", "threads", "--duration", "0.5", "--warmup", "0.2", "--concurrency", "2",
-                                      "--stop-grace", "2", "--ready-timeout", "20"])
+    args = build_parser().parse_args(
+        [
+            "run",
+            "--strategy",
+            "threads",
+            "--duration",
+            "0.5",
+            "--warmup",
+            "0.2",
+            "--concurrency",
+            "2",
+            "--stop-grace",
+            "2",
+            "--ready-timeout",
+            "20",
+        ]
+    )
     cases = plan.build(args)
     settings = _settings(args)
     record = run_case(cases[0], settings, Interrupts(), ProgressPrinter(quiet=True), tmp_path_factory.mktemp("case"))
@@ -125,8 +198,20 @@ def test_written_file_has_the_documented_format(real_case: RunRecord, tmp_path: 
     assert set(data) == {"created", "label", "environment", "config", "partial", "schema_version", "strategies"}
     assert data["schema_version"] == SCHEMA_VERSION == 1
     env = data["environment"]
-    for key in ("python", "implementation", "executable", "os", "kernel", "machine", "hostname", "cpu_model", "cpu_count",
-                "loadavg_at_start", "packages", "git_commit"):
+    for key in (
+        "python",
+        "implementation",
+        "executable",
+        "os",
+        "kernel",
+        "machine",
+        "hostname",
+        "cpu_model",
+        "cpu_count",
+        "loadavg_at_start",
+        "packages",
+        "git_commit",
+    ):
         assert key in env, key
     assert env["packages"]["hangbench"] and "gevent" in env["packages"] and "uvloop" in env["packages"]
     assert env["git_commit"] is None or len(env["git_commit"].split("-")[0]) == 40
@@ -193,16 +278,21 @@ def test_unserialisable_record_leaves_the_old_file_intact(tmp_path: Path) -> Non
 # --------------------------------------------------------------------------- reading and checking paths
 
 
-@pytest.mark.parametrize("content, fragment", [
-    (None, "does not exist"),
-    ("{not json", "cannot read results file"),
-    ("[]", "not a hangbench results file"),
-    ('"text"', "not a hangbench results file"),
-    ('{"schema_version": 2}', "schema version 2 is not supported"),
-    ('{"schema_version": 1, "created": "x"}', "not a hangbench results file"),
-    ('{"schema_version": 1, "created": "x", "label": "y", "environment": {}, "config": {}, "strategies": [{"status": "ok"}]}',
-     "not a hangbench results file"),
-])
+@pytest.mark.parametrize(
+    "content, fragment",
+    [
+        (None, "does not exist"),
+        ("{not json", "cannot read results file"),
+        ("[]", "not a hangbench results file"),
+        ('"text"', "not a hangbench results file"),
+        ('{"schema_version": 2}', "schema version 2 is not supported"),
+        ('{"schema_version": 1, "created": "x"}', "not a hangbench results file"),
+        (
+            '{"schema_version": 1, "created": "x", "label": "y", "environment": {}, "config": {}, "strategies": [{"status": "ok"}]}',
+            "not a hangbench results file",
+        ),
+    ],
+)
 def test_bad_results_files_raise_results_error_naming_the_file(content: Any, fragment: str, tmp_path: Path) -> None:
     path = tmp_path / "bad.json"
     if content is not None:
@@ -270,7 +360,9 @@ def test_compare_warns_about_different_machines_and_shows_status_changes() -> No
 def test_tables_show_failures_with_their_reason_and_no_numbers() -> None:
     run = run_record(
         strategy_record("threads", ok=10),
-        StrategyRecord("mis-never-answers", "not-ready", python="3.11.7", message="listening but no response\nstderr tail"),
+        StrategyRecord(
+            "mis-never-answers", "not-ready", python="3.11.7", message="listening but no response\nstderr tail"
+        ),
         strategy_record("pool-socket", ok=0, hang=3, rps=0.0, stuck="1/1 threads in accept (pool_socket.py:40)"),
     )
     table = terminal_table(run.strategies)

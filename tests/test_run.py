@@ -57,7 +57,12 @@ class Finished:
     token: str
 
     def describe(self) -> str:
-        return "exit %s after %.1f s\n--- stdout\n%s\n--- stderr\n%s" % (self.returncode, self.wall_s, self.stdout[-3000:], self.stderr[-3000:])
+        return "exit %s after %.1f s\n--- stdout\n%s\n--- stderr\n%s" % (
+            self.returncode,
+            self.wall_s,
+            self.stdout[-3000:],
+            self.stderr[-3000:],
+        )
 
 
 def run_harness(*args: str, cwd: Path, timeout: float = RUN_TIMEOUT_S) -> Finished:
@@ -65,8 +70,15 @@ def run_harness(*args: str, cwd: Path, timeout: float = RUN_TIMEOUT_S) -> Finish
     token = uuid.uuid4().hex
     started = time.monotonic()
     try:
-        proc = subprocess.run([sys.executable, "-m", "harness", *args], cwd=str(cwd), env=harness_env(token), stdin=subprocess.DEVNULL,
-                              capture_output=True, text=True, timeout=timeout)
+        proc = subprocess.run(
+            [sys.executable, "-m", "harness", *args],
+            cwd=str(cwd),
+            env=harness_env(token),
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
     finally:
         kill_marked(token)  # whatever happened, leave nothing running (a no-op when all is well)
     return Finished(proc.returncode, proc.stdout, proc.stderr, time.monotonic() - started, token)
@@ -77,7 +89,11 @@ def marked(token: str) -> List[psutil.Process]:
     found = []
     for proc in psutil.process_iter():
         try:
-            if proc.pid != os.getpid() and proc.environ().get(TOKEN_ENV) == token and proc.status() != psutil.STATUS_ZOMBIE:
+            if (
+                proc.pid != os.getpid()
+                and proc.environ().get(TOKEN_ENV) == token
+                and proc.status() != psutil.STATUS_ZOMBIE
+            ):
                 found.append(proc)
         except (psutil.Error, OSError):
             pass  # gone, a zombie, or not ours to read
@@ -139,14 +155,23 @@ class Running:
 
     def __init__(self, args: Sequence[str], cwd: Path) -> None:
         self.token = uuid.uuid4().hex
-        self.proc = subprocess.Popen([sys.executable, "-m", "harness", *args], cwd=str(cwd), env=harness_env(self.token),
-                                     stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                     start_new_session=True)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "harness", *args],
+            cwd=str(cwd),
+            env=harness_env(self.token),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
         self.stderr_lines: List[str] = []
         self.stdout_lines: List[str] = []
-        self._lines: "queue.Queue[Optional[str]]" = queue.Queue()
-        self._readers = [threading.Thread(target=self._pump, args=(self.proc.stderr, self.stderr_lines, True), daemon=True),
-                         threading.Thread(target=self._pump, args=(self.proc.stdout, self.stdout_lines, False), daemon=True)]
+        self._lines: queue.Queue[Optional[str]] = queue.Queue()
+        self._readers = [
+            threading.Thread(target=self._pump, args=(self.proc.stderr, self.stderr_lines, True), daemon=True),
+            threading.Thread(target=self._pump, args=(self.proc.stdout, self.stdout_lines, False), daemon=True),
+        ]
         for reader in self._readers:
             reader.start()
 
@@ -163,13 +188,18 @@ class Running:
         while True:
             left = deadline - time.monotonic()
             if left <= 0:
-                raise AssertionError("no such line within %.0f s; stderr so far:\n%s" % (timeout_s, "".join(self.stderr_lines)))
+                raise AssertionError(
+                    "no such line within %.0f s; stderr so far:\n%s" % (timeout_s, "".join(self.stderr_lines))
+                )
             try:
                 line = self._lines.get(timeout=left)
             except queue.Empty:
                 continue
             if line is None:
-                raise AssertionError("the harness ended (exit %s) before that line; stderr:\n%s" % (self.proc.wait(5), "".join(self.stderr_lines)))
+                raise AssertionError(
+                    "the harness ended (exit %s) before that line; stderr:\n%s"
+                    % (self.proc.wait(5), "".join(self.stderr_lines))
+                )
             if predicate(line):
                 return line
 
@@ -286,8 +316,21 @@ def test_small_run_record_has_the_documented_fields(small_run: SmallRun) -> None
     assert config["concurrency"] == 4 and config["duration_s"] == 1.0 and config["deadline_s"] == 2.0
     assert config["case_budget_s"] > 0
     for record in data["strategies"]:
-        for key in ("strategy", "status", "requests", "throughput_rps", "hang_rate", "error_rate", "latency_us", "client_bound",
-                    "histogram", "elapsed_s", "stop", "leaks", "wall_s"):
+        for key in (
+            "strategy",
+            "status",
+            "requests",
+            "throughput_rps",
+            "hang_rate",
+            "error_rate",
+            "latency_us",
+            "client_bound",
+            "histogram",
+            "elapsed_s",
+            "stop",
+            "leaks",
+            "wall_s",
+        ):
             assert key in record, key
         assert set(record["latency_us"]) == {"p50", "p90", "p99", "p999", "max"}
         assert set(record["requests"]) == {"ok", "hang", "refused", "reset", "closed", "malformed", "http_error"}
@@ -324,8 +367,21 @@ def test_lingering_reference_hangs_a_client_that_reads_until_eof(tmp_path: Path)
     """One client thread reading until the server closes: the parent's reference to the
     accepted socket keeps the FIN back until the next accept, which never comes. (Two pool
     workers keep the forensics capture short; the parent's reference does not care.)"""
-    base = ("--strategy", "pool-socket", "--engine", "threads", "--concurrency", "1", "--duration", "3", "--warmup", "0.5",
-            "--workers", "2", "--quiet")
+    base = (
+        "--strategy",
+        "pool-socket",
+        "--engine",
+        "threads",
+        "--concurrency",
+        "1",
+        "--duration",
+        "3",
+        "--warmup",
+        "0.5",
+        "--workers",
+        "2",
+        "--quiet",
+    )
     eof = run_harness(*base, "--read", "eof", "--output", str(tmp_path / "eof.json"), cwd=tmp_path)
     assert eof.returncode == 0, eof.describe()
     record = load_json(tmp_path / "eof.json")["strategies"][0]
@@ -336,10 +392,15 @@ def test_lingering_reference_hangs_a_client_that_reads_until_eof(tmp_path: Path)
     assert record["forensics"] and record["forensics"]["processes"]
     # The evidence itself: the parent sits in accept() and still holds the connection whose
     # client gave up waiting for the FIN.
-    holders = [process for process in record["forensics"]["processes"]
-               if any("tcp" in (fd["detail"] or "") and "LISTEN" not in fd["detail"] for fd in process["fds"])]
+    holders = [
+        process
+        for process in record["forensics"]["processes"]
+        if any("tcp" in (fd["detail"] or "") and "LISTEN" not in fd["detail"] for fd in process["fds"])
+    ]
     assert holders, record["forensics"]["processes"]
-    assert any("accept" in frame["function"] for thread in holders[0]["threads"] for frame in thread["frames"]), holders[0]
+    assert any("accept" in frame["function"] for thread in holders[0]["threads"] for frame in thread["frames"]), (
+        holders[0]
+    )
     assert record["leaks"] == []
     assert_nothing_left(eof.token)
 

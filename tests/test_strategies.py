@@ -21,7 +21,6 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import List, Tuple
 
 import pytest
-
 from helpers import HttpClient, NoResponse, ServerProcess, get, request_bytes, start_server
 
 START_METHODS = ("fork", "spawn", "forkserver")
@@ -104,7 +103,9 @@ def test_http10_closes_by_default(sound: ServerProcess) -> None:
     ],
     ids=["binary", "tls", "http-9.9", "chunked"],
 )
-def test_malformed_request_gets_an_error_and_the_server_goes_on(sound: ServerProcess, garbage: bytes, status: int) -> None:
+def test_malformed_request_gets_an_error_and_the_server_goes_on(
+    sound: ServerProcess, garbage: bytes, status: int
+) -> None:
     with HttpClient(sound.port) as conn:
         assert conn.get("/").status == 200
         conn.send(garbage)
@@ -129,7 +130,9 @@ def test_work_returns_the_asked_body(sound: ServerProcess) -> None:
 
 def test_request_with_body(sound: ServerProcess) -> None:
     with HttpClient(sound.port) as conn:
-        conn.send(b"POST /work?bytes=2 HTTP/1.1\r\nContent-Length: 10\r\n\r\n0123456789" + request_bytes("/work?bytes=3"))
+        conn.send(
+            b"POST /work?bytes=2 HTTP/1.1\r\nContent-Length: 10\r\n\r\n0123456789" + request_bytes("/work?bytes=3")
+        )
         assert [conn.read_response().body for _ in range(2)] == [b"xx", b"xxx"]
 
 

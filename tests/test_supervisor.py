@@ -185,9 +185,8 @@ def test_own_temporary_log_dir_is_removed(fake) -> None:
 
 @pytest.mark.parametrize("launcher", LAUNCHERS)
 def test_import_error_is_failed_to_start(launcher: str) -> None:
-    with ServerProcess() as server:
-        with pytest.raises(StartupFailure) as caught:
-            server.start(argv_for("import_error", launcher), ready_timeout_s=30, cwd=REPO)
+    with ServerProcess() as server, pytest.raises(StartupFailure) as caught:
+        server.start(argv_for("import_error", launcher), ready_timeout_s=30, cwd=REPO)
     failure = caught.value
     assert failure.status == FAILED_TO_START
     assert failure.exit_code not in (None, 0)
@@ -197,9 +196,8 @@ def test_import_error_is_failed_to_start(launcher: str) -> None:
 
 @pytest.mark.parametrize("launcher", LAUNCHERS)
 def test_raise_in_serve_is_crashed(launcher: str) -> None:
-    with ServerProcess() as server:
-        with pytest.raises(StartupFailure) as caught:
-            server.start(argv_for("raises_in_serve", launcher), ready_timeout_s=30, cwd=REPO)
+    with ServerProcess() as server, pytest.raises(StartupFailure) as caught:
+        server.start(argv_for("raises_in_serve", launcher), ready_timeout_s=30, cwd=REPO)
     assert caught.value.status == CRASHED
     assert caught.value.exit_code == 1
     assert "raised on purpose" in caught.value.stderr_tail
@@ -207,9 +205,8 @@ def test_raise_in_serve_is_crashed(launcher: str) -> None:
 
 @pytest.mark.parametrize("launcher", LAUNCHERS)
 def test_exit_at_once_is_crashed(launcher: str) -> None:
-    with ServerProcess() as server:
-        with pytest.raises(StartupFailure) as caught:
-            server.start(argv_for("exits_at_once", launcher), ready_timeout_s=30, cwd=REPO)
+    with ServerProcess() as server, pytest.raises(StartupFailure) as caught:
+        server.start(argv_for("exits_at_once", launcher), ready_timeout_s=30, cwd=REPO)
     assert caught.value.status == CRASHED
     assert caught.value.exit_code == 0
 
@@ -226,17 +223,15 @@ def test_no_ready_line_is_not_ready_and_killed(fake) -> None:
 
 
 def test_half_a_ready_line_does_not_block(fake) -> None:
-    with ServerProcess() as server:
-        with pytest.raises(StartupFailure) as caught:
-            server.start(fake("partial"), ready_timeout_s=1.5)
+    with ServerProcess() as server, pytest.raises(StartupFailure) as caught:
+        server.start(fake("partial"), ready_timeout_s=1.5)
     assert caught.value.status == NOT_READY
 
 
 @pytest.mark.parametrize("launcher", LAUNCHERS)
 def test_closed_listener_is_not_ready(launcher: str) -> None:
-    with ServerProcess() as server:
-        with pytest.raises(StartupFailure) as caught:
-            server.start(argv_for("never_binds", launcher), ready_timeout_s=5, cwd=REPO)
+    with ServerProcess() as server, pytest.raises(StartupFailure) as caught:
+        server.start(argv_for("never_binds", launcher), ready_timeout_s=5, cwd=REPO)
     assert caught.value.status == NOT_READY
     assert "refused" in caught.value.message.lower()
     assert caught.value.stop_report.port_free is True
@@ -244,9 +239,8 @@ def test_closed_listener_is_not_ready(launcher: str) -> None:
 
 @pytest.mark.parametrize("launcher", LAUNCHERS)
 def test_listener_that_never_answers(launcher: str) -> None:
-    with ServerProcess() as server:
-        with pytest.raises(StartupFailure) as caught:
-            server.start(argv_for("never_answers", launcher), ready_timeout_s=5, cwd=REPO)
+    with ServerProcess() as server, pytest.raises(StartupFailure) as caught:
+        server.start(argv_for("never_answers", launcher), ready_timeout_s=5, cwd=REPO)
     assert caught.value.status == NOT_READY
     assert "did not accept" in caught.value.message
     assert caught.value.stuck is not None  # forensics of the live server were captured
@@ -261,9 +255,8 @@ def test_closing_every_connection_is_ready_by_accept_but_not_by_http() -> None:
         server.start(argv_for("closes_at_once"), ready_timeout_s=10, cwd=REPO)
         assert server.wait_answering(5).outcome == "closed"
         server.stop(5)
-    with ServerProcess() as server:
-        with pytest.raises(StartupFailure) as caught:
-            server.start(argv_for("closes_at_once"), ready_timeout_s=3, probe="http", cwd=REPO)
+    with ServerProcess() as server, pytest.raises(StartupFailure) as caught:
+        server.start(argv_for("closes_at_once"), ready_timeout_s=3, probe="http", cwd=REPO)
     assert caught.value.status == NOT_READY
     assert re.search(r"closed the connection|reset", caught.value.message)
 
@@ -278,8 +271,19 @@ def test_accepting_but_never_answering_is_ready_so_its_hangs_get_measured() -> N
 @pytest.mark.skipif("server" not in LAUNCHERS, reason="needs harness.server")
 def test_the_articles_broken_fix_is_ready_not_not_ready() -> None:
     """pool-fromfd accepts and then never answers (DESIGN.md section 1): a finding to measure."""
-    argv = [sys.executable, "-m", "harness.server", "--strategy", "pool-fromfd", "--port", "0", "--workers", "2",
-            "--log-level", "WARNING"]
+    argv = [
+        sys.executable,
+        "-m",
+        "harness.server",
+        "--strategy",
+        "pool-fromfd",
+        "--port",
+        "0",
+        "--workers",
+        "2",
+        "--log-level",
+        "WARNING",
+    ]
     with ServerProcess() as server:
         server.start(argv, ready_timeout_s=30, cwd=REPO)
         assert server.wait_answering(10).outcome in ("accepted", "closed")

@@ -28,7 +28,10 @@ from harness.supervise.proctree import (
     reap_orphans,
 )
 
-pytestmark = [pytest.mark.timeout(120), pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux /proc and subreaper")]
+pytestmark = [
+    pytest.mark.timeout(120),
+    pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux /proc and subreaper"),
+]
 
 DOUBLE_FORK = textwrap.dedent(
     """
@@ -127,7 +130,9 @@ def test_workers_orphaned_by_a_dying_root_are_killed(started: List[subprocess.Po
     tree = ProcessTree(root.pid)
     assert wait_for(lambda: len(tree.refresh()) == 3, 10)
     workers = [pid for pid in tree.refresh() if pid != root.pid]
-    assert wait_for(lambda: not psutil.Process(root.pid).is_running() or psutil.Process(root.pid).status() == "zombie", 20)
+    assert wait_for(
+        lambda: not psutil.Process(root.pid).is_running() or psutil.Process(root.pid).status() == "zombie", 20
+    )
     assert sorted(tree.refresh()) == sorted(workers), "orphans are still members"
     report = tree.kill(grace_s=2)
     assert root.wait(5) == 3

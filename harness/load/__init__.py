@@ -23,7 +23,7 @@ from .metrics import LoadResult
 from .schedule import Progress
 from .workload import Workload
 
-__all__ = ["Workload", "Progress", "LoadResult", "run_load", "prepare"]
+__all__ = ["LoadResult", "Progress", "Workload", "prepare", "run_load"]
 
 
 def prepare() -> None:

@@ -95,7 +95,7 @@ class _Conn(asyncio.Protocol):
 class _Slot:
     """One closed-loop client: issues a request, waits for its outcome, issues the next."""
 
-    __slots__ = ("run", "conn", "state", "t0", "measured", "reader", "task")
+    __slots__ = ("conn", "measured", "reader", "run", "state", "t0", "task")
 
     def __init__(self, run: _Run) -> None:
         self.run = run
@@ -137,7 +137,7 @@ class _Slot:
             await run.loop.create_connection(lambda: conn, run.address, run.port, family=run.family)
         except asyncio.CancelledError:
             return  # the slot gave up (deadline or shutdown) and has moved on
-        except Exception as error:  # noqa: BLE001 - any failure to connect is an outcome
+        except Exception as error:
             if conn is self.conn and self.state == CONNECTING:
                 self.conn = None
                 kind, detail = classify_error(error, connecting=True)
@@ -217,7 +217,14 @@ class _Slot:
 
 
 class _Run:
-    def __init__(self, workload: Workload, loop: asyncio.AbstractEventLoop, loop_name: str, progress: ProgressFn | None, stop: object | None) -> None:
+    def __init__(
+        self,
+        workload: Workload,
+        loop: asyncio.AbstractEventLoop,
+        loop_name: str,
+        progress: ProgressFn | None,
+        stop: object | None,
+    ) -> None:
         self.workload = workload
         self.loop = loop
         self.loop_name = loop_name

@@ -77,7 +77,9 @@ class _Shared:
 def run(workload: Workload, progress: ProgressFn | None = None, stop: threading.Event | None = None) -> LoadResult:
     raise_fd_limit(workload.concurrency + 64)
     shared = _Shared(workload)
-    executor = concurrent.futures.ThreadPoolExecutor(max_workers=workload.concurrency, thread_name_prefix="hangbench-client")
+    executor = concurrent.futures.ThreadPoolExecutor(
+        max_workers=workload.concurrency, thread_name_prefix="hangbench-client"
+    )
     try:
         futures = [executor.submit(_worker, shared) for _ in range(workload.concurrency)]
         partial, cpu = _clock(shared, futures, progress, stop)
@@ -101,7 +103,12 @@ def _hard_limit(workload: Workload, schedule: Schedule) -> float:
     return schedule.measure_start + length + workload.deadline_s + 1.0
 
 
-def _clock(shared: _Shared, futures: list[concurrent.futures.Future[None]], progress: ProgressFn | None, stop: threading.Event | None) -> tuple[bool, CpuWindow]:
+def _clock(
+    shared: _Shared,
+    futures: list[concurrent.futures.Future[None]],
+    progress: ProgressFn | None,
+    stop: threading.Event | None,
+) -> tuple[bool, CpuWindow]:
     """Runs in the calling thread until the workers are done; returns (partial, cpu window)."""
     schedule, cpu = shared.schedule, CpuWindow()
     limit = _hard_limit(shared.workload, schedule)
@@ -164,7 +171,9 @@ def _worker(shared: _Shared) -> None:
             _close(shared, sock)
 
 
-def _request(shared: _Shared, reader: ResponseReader, sock: socket.socket | None, deadline: float) -> tuple[str, str | None, socket.socket | None]:
+def _request(
+    shared: _Shared, reader: ResponseReader, sock: socket.socket | None, deadline: float
+) -> tuple[str, str | None, socket.socket | None]:
     """One request; returns (kind, detail, socket to reuse or None)."""
     if sock is None:
         sock = socket.socket(shared.family, socket.SOCK_STREAM)

@@ -247,17 +247,16 @@ def _plain(value: Any) -> Any:
 
 
 __all__ = [
-    "OK",
+    "CLOSED",
     "HANG",
+    "HTTP_ERROR",
+    "MALFORMED",
+    "OK",
+    "OUTCOMES",
     "REFUSED",
     "RESET",
-    "CLOSED",
-    "MALFORMED",
-    "HTTP_ERROR",
-    "OUTCOMES",
     "LatencyHistogram",
     "LoadResult",
     "merge",
     "zero_counts",
 ]
-

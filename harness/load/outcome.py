@@ -55,7 +55,7 @@ def classify_error(error: BaseException, connecting: bool) -> tuple[str, str]:
 class Tally:
     """Counts of one process: warm-up outcomes apart, measured ones with their latencies."""
 
-    __slots__ = ("counts", "warmup", "_histogram", "_pending", "detail", "last_end")
+    __slots__ = ("_histogram", "_pending", "counts", "detail", "last_end", "warmup")
 
     def __init__(self) -> None:
         self.counts: dict[str, int] = zero_counts()
@@ -90,7 +90,9 @@ class Tally:
             self._histogram.record(value, count)
         self._pending.clear()
 
-    def result(self, elapsed_s: float, cpu_s: float, cpu_wall_s: float, *, engine: str, loop: str, partial: bool) -> LoadResult:
+    def result(
+        self, elapsed_s: float, cpu_s: float, cpu_wall_s: float, *, engine: str, loop: str, partial: bool
+    ) -> LoadResult:
         util = cpu_s / cpu_wall_s if cpu_wall_s > 0 else 0.0
         return LoadResult.build(
             self.counts,

@@ -55,7 +55,12 @@ def run(workload: Workload, progress: ProgressFn | None = None, stop: threading.
     go, child_stop = ctx.Event(), ctx.Event()
     start_at = ctx.Value("d", 0.0, lock=False)
     children = [
-        ctx.Process(target=_child, args=(i, share, messages, go, start_at, child_stop), name="hangbench-client-%d" % i, daemon=True)
+        ctx.Process(
+            target=_child,
+            args=(i, share, messages, go, start_at, child_stop),
+            name="hangbench-client-%d" % i,
+            daemon=True,
+        )
         for i, share in enumerate(shares)
     ]
     try:
@@ -90,7 +95,9 @@ def _deadline(workload: Workload, start: float) -> float:
 
 
 def _empty(workload: Workload) -> LoadResult:
-    return LoadResult.build(zero_counts(), LatencyHistogram(), 0.0, 0.0, engine="asyncio", client_procs=workload.client_procs, partial=True)
+    return LoadResult.build(
+        zero_counts(), LatencyHistogram(), 0.0, 0.0, engine="asyncio", client_procs=workload.client_procs, partial=True
+    )
 
 
 class _Collector:
@@ -112,7 +119,10 @@ class _Collector:
                 return False
             self.poll()
         if len(self.ready) < self.count:
-            raise ClientProcessError("%d of %d client processes did not start within %gs" % (self.count - len(self.ready), self.count, READY_TIMEOUT_S))
+            raise ClientProcessError(
+                "%d of %d client processes did not start within %gs"
+                % (self.count - len(self.ready), self.count, READY_TIMEOUT_S)
+            )
         return True
 
     def wait_results(self, limit: float, stop: threading.Event | None, child_stop: Any) -> list[LoadResult]:
@@ -184,5 +194,5 @@ def _child(index: int, workload: Workload, messages: Any, go: Any, start_at: Any
             start_at=start_at.value,
         )
         messages.put(("result", index, result.to_dict()))
-    except BaseException as error:  # noqa: BLE001 - report, never die silently
+    except BaseException as error:
         messages.put(("error", index, "%s: %s" % (type(error).__name__, error)))

@@ -31,7 +31,7 @@ class ResponseReader:
     response is decided (None: need more bytes). After that, `reusable` says whether the
     connection may carry another request. Call `reset()` before the next response."""
 
-    __slots__ = ("read_eof", "status", "reusable", "_head", "_length", "_got", "_in_body", "_until_eof")
+    __slots__ = ("_got", "_head", "_in_body", "_length", "_until_eof", "read_eof", "reusable", "status")
 
     def __init__(self, read_eof: bool = False) -> None:
         self.read_eof = read_eof

@@ -62,26 +62,40 @@ class Workload:
     def check(self) -> Workload:
         """Return self, or raise ValueError with one sentence naming the bad number."""
         _require(isinstance(self.host, str) and bool(self.host), "host must be a non-empty string")
-        _require(_is_int(self.port) and 1 <= self.port <= 65535, "port must be between 1 and 65535 (got %r)" % (self.port,))
+        _require(
+            _is_int(self.port) and 1 <= self.port <= 65535, "port must be between 1 and 65535 (got %r)" % (self.port,)
+        )
         _require(self.engine in ENGINES, "engine must be one of %s (got %r)" % (", ".join(ENGINES), self.engine))
         _require(
             _is_int(self.concurrency) and 1 <= self.concurrency <= MAX_CONCURRENCY,
             "concurrency must be between 1 and %d (got %r)" % (MAX_CONCURRENCY, self.concurrency),
         )
         self._check_length()
-        _require(_finite(self.warmup_s) and self.warmup_s >= 0, "warmup_s must be 0 or more seconds (got %r)" % (self.warmup_s,))
-        _require(self.connection in CONNECTIONS, "connection must be one of %s (got %r)" % (", ".join(CONNECTIONS), self.connection))
+        _require(
+            _finite(self.warmup_s) and self.warmup_s >= 0,
+            "warmup_s must be 0 or more seconds (got %r)" % (self.warmup_s,),
+        )
+        _require(
+            self.connection in CONNECTIONS,
+            "connection must be one of %s (got %r)" % (", ".join(CONNECTIONS), self.connection),
+        )
         _require(self.read in READ_MODES, "read must be one of %s (got %r)" % (", ".join(READ_MODES), self.read))
         _require(
             _finite(self.deadline_s) and 0 < self.deadline_s <= MAX_DEADLINE_S,
             "deadline_s must be more than 0 and at most %g seconds (got %r)" % (MAX_DEADLINE_S, self.deadline_s),
         )
-        _require(_is_int(self.cpu_us) and 0 <= self.cpu_us <= MAX_CPU_US, "cpu_us must be between 0 and %d (got %r)" % (MAX_CPU_US, self.cpu_us))
+        _require(
+            _is_int(self.cpu_us) and 0 <= self.cpu_us <= MAX_CPU_US,
+            "cpu_us must be between 0 and %d (got %r)" % (MAX_CPU_US, self.cpu_us),
+        )
         _require(
             _finite(self.sleep_ms) and 0 <= self.sleep_ms <= MAX_SLEEP_MS,
             "sleep_ms must be between 0 and %g (got %r)" % (MAX_SLEEP_MS, self.sleep_ms),
         )
-        _require(_is_int(self.bytes) and 0 <= self.bytes <= MAX_BYTES, "bytes must be between 0 and %d (got %r)" % (MAX_BYTES, self.bytes))
+        _require(
+            _is_int(self.bytes) and 0 <= self.bytes <= MAX_BYTES,
+            "bytes must be between 0 and %d (got %r)" % (MAX_BYTES, self.bytes),
+        )
         self._check_procs()
         return self
 
@@ -92,8 +106,13 @@ class Workload:
                 "duration_s must be more than 0 seconds (got %r), or give requests instead" % (self.duration_s,),
             )
             return
-        _require(self.duration_s is None, "give either duration_s or requests, not both (set duration_s=None to use requests)")
-        _require(_is_int(self.requests) and self.requests >= 1, "requests must be at least 1 (got %r)" % (self.requests,))
+        _require(
+            self.duration_s is None,
+            "give either duration_s or requests, not both (set duration_s=None to use requests)",
+        )
+        _require(
+            _is_int(self.requests) and self.requests >= 1, "requests must be at least 1 (got %r)" % (self.requests,)
+        )
 
     def _check_procs(self) -> None:
         _require(
@@ -102,10 +121,13 @@ class Workload:
         )
         if self.client_procs == 1:
             return
-        _require(self.engine == "asyncio", "client_procs > 1 needs the asyncio engine (the threads engine is one process)")
+        _require(
+            self.engine == "asyncio", "client_procs > 1 needs the asyncio engine (the threads engine is one process)"
+        )
         _require(
             self.concurrency >= self.client_procs,
-            "concurrency (%d) must be at least client_procs (%d): each process needs a connection" % (self.concurrency, self.client_procs),
+            "concurrency (%d) must be at least client_procs (%d): each process needs a connection"
+            % (self.concurrency, self.client_procs),
         )
         if self.requests is not None:
             _require(

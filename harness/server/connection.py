@@ -27,7 +27,7 @@ RECV_BYTES = 65536
 class HttpSession:
     """The server half of one HTTP connection, without I/O."""
 
-    __slots__ = ("app", "parser", "open")
+    __slots__ = ("app", "open", "parser")
 
     def __init__(self, app: App) -> None:
         self.app = app

@@ -492,9 +492,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             queued, stopped_by = probe_queue_limit(backlog)
             print(json.dumps({"backlog": backlog, "queued": queued, "next": stopped_by}))
         return 0
-    summary = reproduce(
-        args.method, args.tasks, args.concurrency, args.processes, args.emulate, args.grace
-    )
+    summary = reproduce(args.method, args.tasks, args.concurrency, args.processes, args.emulate, args.grace)
     print(json.dumps(summary))
     return 0
 

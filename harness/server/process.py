@@ -34,10 +34,18 @@ EXIT_BOUND_S = 5.0  # from the end of serve() to the end of the process
 
 
 def build_parser(parser: Optional[argparse.ArgumentParser] = None) -> argparse.ArgumentParser:
-    parser = parser or argparse.ArgumentParser(prog="python -m harness.server", description="Run one strategy as an HTTP/1.1 server.")
-    parser.add_argument("--strategy", required=True, help="strategy name (see `python -m harness list`) or module:Class")
+    parser = parser or argparse.ArgumentParser(
+        prog="python -m harness.server", description="Run one strategy as an HTTP/1.1 server."
+    )
+    parser.add_argument(
+        "--strategy", required=True, help="strategy name (see `python -m harness list`) or module:Class"
+    )
     add_server_options(parser)
-    parser.add_argument("--log-level", default=os.environ.get("HANGBENCH_LOG_LEVEL", "INFO"), choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    parser.add_argument(
+        "--log-level",
+        default=os.environ.get("HANGBENCH_LOG_LEVEL", "INFO"),
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+    )
     return parser
 
 
@@ -45,19 +53,42 @@ def add_server_options(parser: argparse.ArgumentParser, multi: bool = False) -> 
     """Options shared by `serve` and the benchmark run (which passes them through).
 
     With `multi`, --start-method takes a comma-separated list (the benchmark runs each)."""
-    parser.add_argument("--plugin", action="append", default=[], metavar="SPEC", help="load a strategy from package.module:Class or path/to/file.py (repeatable)")
+    parser.add_argument(
+        "--plugin",
+        action="append",
+        default=[],
+        metavar="SPEC",
+        help="load a strategy from package.module:Class or path/to/file.py (repeatable)",
+    )
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=0, help="port to bind; 0 = any free port (default)")
     parser.add_argument("--backlog", type=int, default=128, help="listen backlog (default 128)")
-    parser.add_argument("--workers", type=int, default=None, help="processes/threads the strategy uses (default: the strategy's own)")
-    start_help = "multiprocessing start method%s, set explicitly wherever multiprocessing is used (default fork)" % (" list" if multi else "")
+    parser.add_argument(
+        "--workers", type=int, default=None, help="processes/threads the strategy uses (default: the strategy's own)"
+    )
+    start_help = "multiprocessing start method%s, set explicitly wherever multiprocessing is used (default fork)" % (
+        " list" if multi else ""
+    )
     parser.add_argument("--start-method", default="fork", help=start_help, metavar="|".join(START_METHODS))
-    parser.add_argument("--executor", default="process", choices=["process", "thread"], help="asyncio-executor: where the handler runs (default process)")
+    parser.add_argument(
+        "--executor",
+        default="process",
+        choices=["process", "thread"],
+        help="asyncio-executor: where the handler runs (default process)",
+    )
     parser.add_argument("--cpu-us", type=int, default=0, help="default CPU work per request, microseconds")
     parser.add_argument("--sleep-ms", type=float, default=0.0, help="default sleep per request, milliseconds")
     parser.add_argument("--bytes", type=int, default=64, help="default response body size")
-    parser.add_argument("--idle-timeout", type=float, default=30.0, help="close keep-alive connections idle this long, seconds")
-    parser.add_argument("--emulate", action="append", default=[], metavar="NAME", help="emulate another OS's behaviour, e.g. macos-unix-refusal")
+    parser.add_argument(
+        "--idle-timeout", type=float, default=30.0, help="close keep-alive connections idle this long, seconds"
+    )
+    parser.add_argument(
+        "--emulate",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="emulate another OS's behaviour, e.g. macos-unix-refusal",
+    )
 
 
 def make_listener(host: str, port: int, backlog: int) -> socket.socket:
@@ -112,7 +143,9 @@ def run(args: argparse.Namespace) -> int:
         sys.stderr.write("harness serve: error: %s\n" % error)
         return 2
     except OSError as error:
-        sys.stderr.write("harness serve: error: cannot listen on %s:%d: %s\n" % (args.host, args.port, error.strerror or error))
+        sys.stderr.write(
+            "harness serve: error: cannot listen on %s:%d: %s\n" % (args.host, args.port, error.strerror or error)
+        )
         return 2
     host, port = listener.getsockname()[:2]
     signal.signal(signal.SIGTERM, _raise_stop)
@@ -131,7 +164,14 @@ def run(args: argparse.Namespace) -> int:
     }
     sys.stdout.write(json.dumps(ready) + "\n")
     sys.stdout.flush()
-    logger.info("{} listening on {}:{} ({} workers, start method {})", strategy.name, host, port, options.workers, options.start_method)
+    logger.info(
+        "{} listening on {}:{} ({} workers, start method {})",
+        strategy.name,
+        host,
+        port,
+        options.workers,
+        options.start_method,
+    )
     try:
         strategy.serve(listener, app, options)
     except ServerStop as stop:

@@ -53,11 +53,13 @@ class ServeOptions:
     idle_timeout_s: float = 30.0  # keep-alive connections idle longer than this are closed
     io_timeout_s: float = 30.0  # bound on any one blocking socket operation
 
-    def check(self) -> "ServeOptions":
+    def check(self) -> ServeOptions:
         if self.workers < 1:
             raise StrategyError("--workers must be at least 1 (got %d)" % self.workers)
         if self.start_method not in START_METHODS:
-            raise StrategyError("--start-method must be one of %s (got %r)" % (", ".join(START_METHODS), self.start_method))
+            raise StrategyError(
+                "--start-method must be one of %s (got %r)" % (", ".join(START_METHODS), self.start_method)
+            )
         if self.backlog < 1:
             raise StrategyError("--backlog must be at least 1 (got %d)" % self.backlog)
         if self.executor not in ("process", "thread"):
@@ -111,7 +113,7 @@ def load_spec(spec: str) -> Type[Strategy]:
     else:
         try:
             module = importlib.import_module(target)
-        except Exception as error:  # noqa: BLE001 - a plugin may fail in any way on import
+        except Exception as error:
             raise StrategyError("cannot import plugin module %r: %s: %s" % (target, type(error).__name__, error))
     if attr:
         cls = getattr(module, attr, None)
@@ -120,7 +122,9 @@ def load_spec(spec: str) -> Type[Strategy]:
     else:
         found = [obj for obj in vars(module).values() if _is_strategy_class(obj) and obj.__module__ == module.__name__]
         if len(found) != 1:
-            raise StrategyError("plugin %r defines %d Strategy subclasses; name one as %s:ClassName" % (spec, len(found), target))
+            raise StrategyError(
+                "plugin %r defines %d Strategy subclasses; name one as %s:ClassName" % (spec, len(found), target)
+            )
         cls = found[0]
     if not _is_strategy_class(cls):
         raise StrategyError("%s is not a subclass of harness.server.strategy.Strategy" % spec)
@@ -145,7 +149,7 @@ def _import_file(path: Path):
     sys.modules[module_name] = module
     try:
         spec.loader.exec_module(module)
-    except Exception as error:  # noqa: BLE001
+    except Exception as error:
         del sys.modules[module_name]
         raise StrategyError("cannot import plugin file %s: %s: %s" % (path, type(error).__name__, error))
     return module

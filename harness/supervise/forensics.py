@@ -122,9 +122,14 @@ class Forensics:
 # --------------------------------------------------------------------------- capture
 
 
-def capture(pids: Iterable[int], out_dir: Optional[PathArg] = None, timeout_s: float = 15.0,
-            method: str = "auto", py_spy: Optional[str] = None,
-            faulthandler_dir: Optional[str] = None) -> Forensics:
+def capture(
+    pids: Iterable[int],
+    out_dir: Optional[PathArg] = None,
+    timeout_s: float = 15.0,
+    method: str = "auto",
+    py_spy: Optional[str] = None,
+    faulthandler_dir: Optional[str] = None,
+) -> Forensics:
     """Capture stacks, kernel state and fds of `pids`; write JSON under `out_dir` if given.
 
     `method`: "auto" (py-spy if found, else faulthandler), "py-spy" or "faulthandler".
@@ -160,8 +165,9 @@ def find_py_spy() -> Optional[str]:
     return str(beside) if beside.is_file() and os.access(beside, os.X_OK) else None
 
 
-def _capture_one(pid: int, spy: Optional[str], fh_dir: Optional[str], deadline: float,
-                 tables: "_SocketTables") -> ProcessDump:
+def _capture_one(
+    pid: int, spy: Optional[str], fh_dir: Optional[str], deadline: float, tables: _SocketTables
+) -> ProcessDump:
     errors: List[str] = []
     threads: Tuple[ThreadDump, ...] = ()
     source = "none"
@@ -182,8 +188,17 @@ def _capture_one(pid: int, spy: Optional[str], fh_dir: Optional[str], deadline: 
         fds = _fds(pid, tables)
     else:
         errors.append("no fd table: the forensics time budget was used up")
-    return ProcessDump(pid=pid, cmdline=_cmdline(pid), state=state, wchan=wchan, stack_source=source,
-                       threads=threads, tasks=_tasks(pid), fds=fds, errors=tuple(errors))
+    return ProcessDump(
+        pid=pid,
+        cmdline=_cmdline(pid),
+        state=state,
+        wchan=wchan,
+        stack_source=source,
+        threads=threads,
+        tasks=_tasks(pid),
+        fds=fds,
+        errors=tuple(errors),
+    )
 
 
 def _write(result: Forensics, out_dir: Path) -> Path:
@@ -230,12 +245,15 @@ def _run_py_spy(argv: List[str], timeout_s: float) -> Tuple[Tuple[ThreadDump, ..
 
 def _thread_from_json(raw: Dict[str, Any]) -> ThreadDump:
     frames = tuple(
-        Frame(function=str(f.get("name", "?")), filename=str(f.get("filename") or f.get("short_filename") or "?"),
-              line=int(f.get("line") or 0), native=f.get("module") is not None)
+        Frame(
+            function=str(f.get("name", "?")),
+            filename=str(f.get("filename") or f.get("short_filename") or "?"),
+            line=int(f.get("line") or 0),
+            native=f.get("module") is not None,
+        )
         for f in raw.get("frames", ())
     )
-    return ThreadDump(tid=raw.get("os_thread_id"), name=raw.get("thread_name"), frames=frames,
-                      active=raw.get("active"))
+    return ThreadDump(tid=raw.get("os_thread_id"), name=raw.get("thread_name"), frames=frames, active=raw.get("active"))
 
 
 # --------------------------------------------------------------------------- faulthandler
@@ -244,14 +262,18 @@ _FH_THREAD = re.compile(r"^(?:Current thread|Thread) (0x[0-9a-fA-F]+)")
 _FH_FRAME = re.compile(r'^\s+File "(.*)", line (\d+) in (.*)$')
 
 
-def _faulthandler_stacks(pid: int, fh_dir: Optional[str], deadline: float) -> Tuple[Tuple[ThreadDump, ...], Optional[str]]:
+def _faulthandler_stacks(
+    pid: int, fh_dir: Optional[str], deadline: float
+) -> Tuple[Tuple[ThreadDump, ...], Optional[str]]:
     """Send SIGUSR2 (only if the process catches it) and read what faulthandler appends."""
     directory = _environ(pid).get(ENV_DIR) or fh_dir or os.environ.get(ENV_DIR)
     if not directory:
         return (), "no faulthandler dump: %s is not set for pid %d" % (ENV_DIR, pid)
     if not _catches(pid, signal.SIGUSR2):
-        return (), ("no faulthandler dump: pid %d does not handle SIGUSR2 (did it call "
-                    "harness.server.faulthandler_hook.install_from_env()?)" % pid)
+        return (), (
+            "no faulthandler dump: pid %d does not handle SIGUSR2 (did it call "
+            "harness.server.faulthandler_hook.install_from_env()?)" % pid
+        )
     path = dump_path(directory, pid)
     before = _size(path)
     try:
@@ -260,8 +282,10 @@ def _faulthandler_stacks(pid: int, fh_dir: Optional[str], deadline: float) -> Tu
         return (), "cannot send SIGUSR2 to %d: %s" % (pid, error)
     text = _read_growth(path, before, deadline)
     if not text:
-        return (), ("no faulthandler dump appeared in %s (a forked worker that did not re-run "
-                    "install_from_env() writes into its parent's file)" % path)
+        return (), (
+            "no faulthandler dump appeared in %s (a forked worker that did not re-run "
+            "install_from_env() writes into its parent's file)" % path
+        )
     return parse_faulthandler(text), None
 
 
@@ -342,7 +366,7 @@ def _stat_fields(path: str) -> Tuple[str, List[str]]:
     raw = _read_text(path)
     if ")" not in raw:
         return "", []
-    return raw[raw.find("(") + 1:raw.rfind(")")], raw[raw.rfind(")") + 2:].split()
+    return raw[raw.find("(") + 1 : raw.rfind(")")], raw[raw.rfind(")") + 2 :].split()
 
 
 def _proc_state(pid: int) -> Tuple[Optional[str], Optional[str]]:
@@ -369,8 +393,15 @@ def _tasks(pid: int) -> Tuple[TaskInfo, ...]:
         base = "/proc/%d/task/%d" % (pid, tid)
         comm, fields = _stat_fields(base + "/stat")
         if fields:
-            tasks.append(TaskInfo(tid=tid, comm=comm, state=fields[0], wchan=_wchan(base + "/wchan"),
-                                  syscall=_syscall(base + "/syscall")))
+            tasks.append(
+                TaskInfo(
+                    tid=tid,
+                    comm=comm,
+                    state=fields[0],
+                    wchan=_wchan(base + "/wchan"),
+                    syscall=_syscall(base + "/syscall"),
+                )
+            )
     return tuple(tasks)
 
 
@@ -425,9 +456,19 @@ def _fds(pid: int, tables: Optional[_SocketTables] = None) -> Tuple[FdInfo, ...]
     return tuple(fds)
 
 
-_TCP_STATES = {"01": "ESTABLISHED", "02": "SYN_SENT", "03": "SYN_RECV", "04": "FIN_WAIT1", "05": "FIN_WAIT2",
-               "06": "TIME_WAIT", "07": "CLOSE", "08": "CLOSE_WAIT", "09": "LAST_ACK", "0A": "LISTEN",
-               "0B": "CLOSING"}
+_TCP_STATES = {
+    "01": "ESTABLISHED",
+    "02": "SYN_SENT",
+    "03": "SYN_RECV",
+    "04": "FIN_WAIT1",
+    "05": "FIN_WAIT2",
+    "06": "TIME_WAIT",
+    "07": "CLOSE",
+    "08": "CLOSE_WAIT",
+    "09": "LAST_ACK",
+    "0A": "LISTEN",
+    "0B": "CLOSING",
+}
 
 
 @dataclass(frozen=True)
@@ -451,8 +492,11 @@ def tcp_entries(pid: int) -> List[TcpEntry]:
             cols = line.split()
             if len(cols) > 9:
                 local, remote = _hex_addr(cols[1], family), _hex_addr(cols[2], family)
-                entries.append(TcpEntry(cols[9], kind, local, _port(cols[1]), remote, _port(cols[2]),
-                                        _TCP_STATES.get(cols[3], cols[3])))
+                entries.append(
+                    TcpEntry(
+                        cols[9], kind, local, _port(cols[1]), remote, _port(cols[2]), _TCP_STATES.get(cols[3], cols[3])
+                    )
+                )
     return entries
 
 
@@ -480,7 +524,7 @@ def _hex_addr(text: str, family: int) -> str:
         raw = bytes.fromhex(host_hex)
         # Each 32-bit word is in host (little-endian on x86/arm) byte order.
         if sys.byteorder == "little":
-            raw = b"".join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4))
+            raw = b"".join(raw[i : i + 4][::-1] for i in range(0, len(raw), 4))
         return "%s:%d" % (socket.inet_ntop(family, raw), int(port_hex, 16))
     except (ValueError, OSError):
         return text
@@ -546,11 +590,16 @@ def _held_while_idle(processes: Sequence[ProcessDump]) -> Optional[str]:
     """With no thread working, a process that still holds accepted client connections is where
     the hang is: nobody serves them, yet they stay open (the lingering-reference case, a task
     lost with its socket). Name the process with the most, and where its main thread waits."""
-    listen_ports = {_detail_port(detail) for dump in processes for detail in _tcp_details(dump) if detail.endswith(" LISTEN")} - {""}
+    listen_ports = {
+        _detail_port(detail) for dump in processes for detail in _tcp_details(dump) if detail.endswith(" LISTEN")
+    } - {""}
     best: Optional[Tuple[int, ProcessDump, Counter]] = None
     for dump in processes:
-        states = Counter(detail.rsplit(" ", 1)[-1] for detail in _tcp_details(dump)
-                         if not detail.endswith(" LISTEN") and _detail_port(detail) in listen_ports)
+        states = Counter(
+            detail.rsplit(" ", 1)[-1]
+            for detail in _tcp_details(dump)
+            if not detail.endswith(" LISTEN") and _detail_port(detail) in listen_ports
+        )
         count = sum(states.values())
         if count and (best is None or count > best[0]):
             best = (count, dump, states)
@@ -560,10 +609,19 @@ def _held_while_idle(processes: Sequence[ProcessDump]) -> Optional[str]:
     # Where its main thread waits (py-spy names it; faulthandler lists it last).
     main = [t for t in dump.threads if t.tid == dump.pid or t.name == "MainThread"] or list(dump.threads[-1:])
     point = _point(dump, main[0]) if main else None
-    waiting = " while its main thread is idle in %s%s" % (point.call, " (%s)" % point.where if point.where else "") if point else ""
+    waiting = (
+        " while its main thread is idle in %s%s" % (point.call, " (%s)" % point.where if point.where else "")
+        if point
+        else ""
+    )
     kinds = ", ".join("%d %s" % (n, state) for state, n in states.most_common())
     return "no thread working, but pid %d holds %d accepted client connection%s (%s)%s" % (
-        dump.pid, count, "" if count == 1 else "s", kinds, waiting)
+        dump.pid,
+        count,
+        "" if count == 1 else "s",
+        kinds,
+        waiting,
+    )
 
 
 def _tcp_details(dump: ProcessDump) -> List[str]:
@@ -579,14 +637,23 @@ def _detail_port(detail: str) -> str:
 def _summarize_states(processes: Sequence[ProcessDump]) -> str:
     if not processes:
         return "no processes captured"
-    states = Counter("%s%s" % (_STATE_WORDS.get(d.state or "?", d.state or "gone"), " in %s" % d.wchan if d.wchan else "")
-                     for d in processes)
+    states = Counter(
+        "%s%s" % (_STATE_WORDS.get(d.state or "?", d.state or "gone"), " in %s" % d.wchan if d.wchan else "")
+        for d in processes
+    )
     parts = ", ".join("%d %s" % (n, what) for what, n in states.most_common(3))
     return "no Python stacks; %d process%s: %s" % (len(processes), "es" if len(processes) > 1 else "", parts)
 
 
-_STATE_WORDS = {"R": "running", "S": "sleeping", "D": "in uninterruptible sleep", "T": "stopped",
-                "t": "traced", "Z": "zombie", "I": "idle"}
+_STATE_WORDS = {
+    "R": "running",
+    "S": "sleeping",
+    "D": "in uninterruptible sleep",
+    "T": "stopped",
+    "t": "traced",
+    "Z": "zombie",
+    "I": "idle",
+}
 
 
 def _point(dump: ProcessDump, thread: ThreadDump) -> _Point:
@@ -682,15 +749,19 @@ def _is_idle(python: List[Frame]) -> bool:
 def _is_idle_frame(frame: Frame) -> bool:
     path = frame.filename.replace("\\", "/")
     function = _bare(frame.function)
-    return any((path.endswith("/" + suffix) or path == suffix) and function in names
-               for suffix, names in _IDLE_FRAMES)
+    return any((path.endswith("/" + suffix) or path == suffix) and function in names for suffix, names in _IDLE_FRAMES)
 
 
 def _is_library(filename: str) -> bool:
     """Standard library or installed third-party code (not the harness, a strategy or a plugin)."""
     path = filename.replace("\\", "/")
-    return (path.startswith("<frozen") or "/site-packages/" in path or "/dist-packages/" in path
-            or bool(re.search(r"/lib/python3\.\d+/", path)) or bool(re.search(r"/lib/pypy3[\d.]*/", path)))
+    return (
+        path.startswith("<frozen")
+        or "/site-packages/" in path
+        or "/dist-packages/" in path
+        or bool(re.search(r"/lib/python3\.\d+/", path))
+        or bool(re.search(r"/lib/pypy3[\d.]*/", path))
+    )
 
 
 def _bare(function: str) -> str:
@@ -700,20 +771,84 @@ def _bare(function: str) -> str:
 
 # Blocking system calls worth naming; others are shown as "syscall N".
 _SYSCALLS: Dict[str, Dict[int, str]] = {
-    "x86_64": {0: "read", 1: "write", 3: "close", 7: "poll", 19: "readv", 20: "writev", 23: "select",
-               24: "sched_yield", 34: "pause", 35: "nanosleep", 40: "sendfile", 42: "connect", 43: "accept",
-               44: "sendto", 45: "recvfrom", 46: "sendmsg", 47: "recvmsg", 61: "wait4", 65: "semop",
-               70: "msgrcv", 72: "fcntl", 73: "flock", 74: "fsync", 128: "rt_sigtimedwait",
-               130: "rt_sigsuspend", 202: "futex", 219: "restart_syscall", 220: "semtimedop",
-               230: "clock_nanosleep", 232: "epoll_wait", 247: "waitid", 257: "openat", 270: "pselect6",
-               271: "ppoll", 281: "epoll_pwait", 288: "accept4", 299: "recvmmsg", 307: "sendmmsg",
-               426: "io_uring_enter", 441: "epoll_pwait2", 449: "futex_waitv"},
-    "aarch64": {22: "epoll_pwait", 32: "flock", 56: "openat", 57: "close", 63: "read", 64: "write",
-                65: "readv", 66: "writev", 72: "pselect6", 73: "ppoll", 82: "fsync", 95: "waitid",
-                98: "futex", 101: "nanosleep", 115: "clock_nanosleep", 124: "sched_yield",
-                128: "restart_syscall", 133: "rt_sigsuspend", 137: "rt_sigtimedwait", 188: "msgrcv",
-                192: "semtimedop", 193: "semop", 202: "accept", 203: "connect", 206: "sendto",
-                207: "recvfrom", 211: "sendmsg", 212: "recvmsg", 242: "accept4", 243: "recvmmsg",
-                260: "wait4", 269: "sendmmsg", 426: "io_uring_enter", 441: "epoll_pwait2",
-                449: "futex_waitv"},
+    "x86_64": {
+        0: "read",
+        1: "write",
+        3: "close",
+        7: "poll",
+        19: "readv",
+        20: "writev",
+        23: "select",
+        24: "sched_yield",
+        34: "pause",
+        35: "nanosleep",
+        40: "sendfile",
+        42: "connect",
+        43: "accept",
+        44: "sendto",
+        45: "recvfrom",
+        46: "sendmsg",
+        47: "recvmsg",
+        61: "wait4",
+        65: "semop",
+        70: "msgrcv",
+        72: "fcntl",
+        73: "flock",
+        74: "fsync",
+        128: "rt_sigtimedwait",
+        130: "rt_sigsuspend",
+        202: "futex",
+        219: "restart_syscall",
+        220: "semtimedop",
+        230: "clock_nanosleep",
+        232: "epoll_wait",
+        247: "waitid",
+        257: "openat",
+        270: "pselect6",
+        271: "ppoll",
+        281: "epoll_pwait",
+        288: "accept4",
+        299: "recvmmsg",
+        307: "sendmmsg",
+        426: "io_uring_enter",
+        441: "epoll_pwait2",
+        449: "futex_waitv",
+    },
+    "aarch64": {
+        22: "epoll_pwait",
+        32: "flock",
+        56: "openat",
+        57: "close",
+        63: "read",
+        64: "write",
+        65: "readv",
+        66: "writev",
+        72: "pselect6",
+        73: "ppoll",
+        82: "fsync",
+        95: "waitid",
+        98: "futex",
+        101: "nanosleep",
+        115: "clock_nanosleep",
+        124: "sched_yield",
+        128: "restart_syscall",
+        133: "rt_sigsuspend",
+        137: "rt_sigtimedwait",
+        188: "msgrcv",
+        192: "semtimedop",
+        193: "semop",
+        202: "accept",
+        203: "connect",
+        206: "sendto",
+        207: "recvfrom",
+        211: "sendmsg",
+        212: "recvmsg",
+        242: "accept4",
+        243: "recvmmsg",
+        260: "wait4",
+        269: "sendmmsg",
+        426: "io_uring_enter",
+        441: "epoll_pwait2",
+        449: "futex_waitv",
+    },
 }

@@ -67,8 +67,12 @@ def enable_subreaper() -> bool:
     global _subreaper_warned
     if not sys.platform.startswith("linux"):
         if not _subreaper_warned:
-            logger.warning("child subreaper is Linux-only; processes that detach from a server "
-                           "are found only by their {} marker on {}", RUN_ID_ENV, sys.platform)
+            logger.warning(
+                "child subreaper is Linux-only; processes that detach from a server "
+                "are found only by their {} marker on {}",
+                RUN_ID_ENV,
+                sys.platform,
+            )
             _subreaper_warned = True
         return False
     libc = _libc()
@@ -126,7 +130,7 @@ def _read_stat(pid: int) -> Optional[_Stat]:
     except OSError:
         return None
     # The command name may contain spaces and parentheses; fields resume after the last ')'.
-    fields = raw[raw.rfind(b")") + 2:].split()
+    fields = raw[raw.rfind(b")") + 2 :].split()
     try:
         return _Stat(ppid=int(fields[1]), pgrp=int(fields[2]), session=int(fields[3]), state=fields[0].decode())
     except (IndexError, ValueError):
@@ -382,7 +386,7 @@ class ProcessTree:
         if before_kill is not None:
             try:
                 before_kill()
-            except Exception as error:  # noqa: BLE001 - forensics must never prevent the kill
+            except Exception as error:
                 logger.warning("capture before SIGKILL of {} failed: {}", self._root_pid, error)
         _signal(self._root, signal.SIGKILL)
         return True, [self._root_pid]

@@ -62,8 +62,8 @@ from typing import (
 import psutil
 from loguru import logger
 
-from . import forensics as forensics_mod
 from ..server.faulthandler_hook import ENV_DIR as FORENSICS_ENV
+from . import forensics as forensics_mod
 from .proctree import (
     RUN_ID_ENV,
     KillReport,
@@ -101,8 +101,15 @@ class StartupFailure(Exception):
     By the time this is raised the server tree has been stopped; `stop_report` says how.
     """
 
-    def __init__(self, status: str, message: str, stderr_tail: str, exit_code: Optional[int] = None,
-                 stop_report: Optional["StopReport"] = None, stuck: Optional[str] = None) -> None:
+    def __init__(
+        self,
+        status: str,
+        message: str,
+        stderr_tail: str,
+        exit_code: Optional[int] = None,
+        stop_report: Optional[StopReport] = None,
+        stuck: Optional[str] = None,
+    ) -> None:
         super().__init__("%s: %s" % (status, message))
         self.status = status
         self.message = message
@@ -184,11 +191,16 @@ class StopReport:
         """One sentence per thing left behind (empty when clean)."""
         found = []
         if self.leftover_pids:
-            found.append("%d process(es) survived SIGKILL: %s" % (len(self.leftover_pids), ", ".join(map(str, self.leftover_pids))))
+            found.append(
+                "%d process(es) survived SIGKILL: %s"
+                % (len(self.leftover_pids), ", ".join(map(str, self.leftover_pids)))
+            )
         if self.port_free is False:
             found.append("the server's port is still bound after stop")
         if self.fd_leak > 0:
-            found.append("the harness still holds %d fd(s) of the server: %s" % (self.fd_leak, ", ".join(self.leaked_fds)))
+            found.append(
+                "the harness still holds %d fd(s) of the server: %s" % (self.fd_leak, ", ".join(self.leaked_fds))
+            )
         return found
 
     def to_dict(self) -> Dict[str, Any]:
@@ -209,9 +221,15 @@ class ServerProcess:
     Leaving the block stops the server if `stop()` was not called.
     """
 
-    def __init__(self, log_dir: Optional[PathArg] = None, *, sample_interval_s: float = 0.5,
-                 forensics_dir: Optional[PathArg] = None, capture_on_failure: bool = True,
-                 default_grace_s: float = 5.0) -> None:
+    def __init__(
+        self,
+        log_dir: Optional[PathArg] = None,
+        *,
+        sample_interval_s: float = 0.5,
+        forensics_dir: Optional[PathArg] = None,
+        capture_on_failure: bool = True,
+        default_grace_s: float = 5.0,
+    ) -> None:
         if sample_interval_s <= 0:
             raise SupervisorError("sample_interval_s must be positive (got %r)" % sample_interval_s)
         self._own_log_dir = log_dir is None
@@ -223,7 +241,7 @@ class ServerProcess:
         self._capture_on_failure = capture_on_failure
         self._default_grace_s = default_grace_s
         self.run_id = uuid.uuid4().hex[:16]
-        self._popen: Optional["subprocess.Popen[bytes]"] = None
+        self._popen: Optional[subprocess.Popen[bytes]] = None
         self._tree: Optional[ProcessTree] = None
         self._ready: Optional[ReadyInfo] = None
         self._report: Optional[StopReport] = None
@@ -243,7 +261,7 @@ class ServerProcess:
 
     # ------------------------------------------------------------------ context manager
 
-    def __enter__(self) -> "ServerProcess":
+    def __enter__(self) -> ServerProcess:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -312,8 +330,15 @@ class ServerProcess:
 
     # ------------------------------------------------------------------ start
 
-    def start(self, argv: Sequence[str], env: Optional[Mapping[str, str]] = None, ready_timeout_s: float = 10.0,
-              *, probe: Optional[str] = "accept", cwd: Optional[PathArg] = None) -> ReadyInfo:
+    def start(
+        self,
+        argv: Sequence[str],
+        env: Optional[Mapping[str, str]] = None,
+        ready_timeout_s: float = 10.0,
+        *,
+        probe: Optional[str] = "accept",
+        cwd: Optional[PathArg] = None,
+    ) -> ReadyInfo:
         """Start the server and wait, up to `ready_timeout_s` in all, for its ready line and then
         (unless `probe` is None) for a response to `probe` (see `wait_answering`).
 
@@ -347,14 +372,22 @@ class ServerProcess:
         self._stderr_file = open(self.stderr_path, "ab")
         self._stdout_log = open(self.stdout_path, "ab")
         try:
-            self._popen = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                           stderr=self._stderr_file, env=full_env, cwd=cwd,
-                                           start_new_session=True)
+            self._popen = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=self._stderr_file,
+                env=full_env,
+                cwd=cwd,
+                start_new_session=True,
+            )
         except OSError as error:
             self._close_files()
             tail = self.stderr_tail()
             self._remove_own_log_dir()
-            raise StartupFailure(FAILED_TO_START, "cannot execute %r: %s" % (argv[0] if argv else argv, error), tail) from error
+            raise StartupFailure(
+                FAILED_TO_START, "cannot execute %r: %s" % (argv[0] if argv else argv, error), tail
+            ) from error
         os.set_blocking(self._popen.stdout.fileno(), False)  # type: ignore[union-attr]
         self._pipe_target = "pipe:[%d]" % os.fstat(self._popen.stdout.fileno()).st_ino  # type: ignore[union-attr]
         try:
@@ -393,8 +426,9 @@ class ServerProcess:
                 if ready is not None:
                     return ready
                 if exited:
-                    return FAILED_TO_START, ("the server exited with %s before it printed its ready line"
-                                             % _describe_exit(self._peek_exit()))
+                    return FAILED_TO_START, (
+                        "the server exited with %s before it printed its ready line" % _describe_exit(self._peek_exit())
+                    )
                 if remaining <= 0:
                     return NOT_READY, "no ready line on stdout within %.1f s (the process is alive)" % timeout_s
                 if len(buffer) > _MAX_STDOUT_LINE:
@@ -419,10 +453,15 @@ class ServerProcess:
         if not isinstance(message, dict) or message.get("event") != "listening":
             return None
         try:
-            return ReadyInfo(host=str(message.get("host", "127.0.0.1")), port=int(message["port"]),
-                             pid=int(message.get("pid", self.pid or 0)), strategy=message.get("strategy"),
-                             python=message.get("python"), elapsed_s=time.monotonic() - self._started_at,
-                             raw=message)
+            return ReadyInfo(
+                host=str(message.get("host", "127.0.0.1")),
+                port=int(message["port"]),
+                pid=int(message.get("pid", self.pid or 0)),
+                strategy=message.get("strategy"),
+                python=message.get("python"),
+                elapsed_s=time.monotonic() - self._started_at,
+                raw=message,
+            )
         except (KeyError, TypeError, ValueError):
             logger.warning("ignoring malformed ready line (needs an integer 'port'): {!r}", line[:200])
             return None
@@ -456,23 +495,31 @@ class ServerProcess:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break
-            result, last_error = _probe_once(self._ready.host, self._ready.port, probe, min(remaining, _PROBE_ATTEMPT_MAX_S))
+            result, last_error = _probe_once(
+                self._ready.host, self._ready.port, probe, min(remaining, _PROBE_ATTEMPT_MAX_S)
+            )
             if result is not None:
                 outcome, first_line = result
-                return AnswerCheck(probe, time.monotonic() - started, attempt, outcome, first_line,
-                                   first_line.startswith("HTTP/"))
+                return AnswerCheck(
+                    probe, time.monotonic() - started, attempt, outcome, first_line, first_line.startswith("HTTP/")
+                )
             time.sleep(max(0.0, min(0.02 * attempt, _PROBE_PAUSE_MAX_S, deadline - time.monotonic())))
         self._fail_if_exited()
-        self._fail(NOT_READY, "listening on %s:%d but no response to the %s probe within %.1f s: %s"
-                   % (self._ready.host, self._ready.port, probe, timeout_s, last_error))
+        self._fail(
+            NOT_READY,
+            "listening on %s:%d but no response to the %s probe within %.1f s: %s"
+            % (self._ready.host, self._ready.port, probe, timeout_s, last_error),
+        )
 
     def _fail_if_exited(self) -> None:
         assert self._popen is not None
         code = self._peek_exit()
         if code is not None:
             after = time.monotonic() - self._started_at - (self._ready.elapsed_s if self._ready else 0.0)
-            self._fail(CRASHED, "the server exited with %s after its ready line (noticed %.2f s later)"
-                       % (_describe_exit(code), after))
+            self._fail(
+                CRASHED,
+                "the server exited with %s after its ready line (noticed %.2f s later)" % (_describe_exit(code), after),
+            )
 
     def _fail(self, status: str, message: str) -> NoReturn:
         """Stop the tree (capturing where a live server is stuck first) and raise."""
@@ -482,7 +529,7 @@ class ServerProcess:
                 with _pending_request(self._ready):
                     stuck = self.capture_forensics(timeout_s=10.0).summary
                 message += "; stuck: " + stuck
-            except Exception as error:  # noqa: BLE001 - diagnosis must not mask the failure
+            except Exception as error:
                 logger.warning("forensics of not-ready server failed: {}", error)
         report = self.stop(grace_s=min(self._default_grace_s, 2.0))
         raise StartupFailure(status, message, self.stderr_tail(), report.exit_code, report, stuck)
@@ -502,8 +549,9 @@ class ServerProcess:
         usage = self._tree.usage()
         with self._sample_lock:
             self._peak_rss = max(self._peak_rss, usage.rss_bytes)
-            self._last_sample = ResourceSample(time.monotonic() - self._started_at, usage.cpu_s, usage.rss_bytes,
-                                               self._peak_rss, usage.n_processes)
+            self._last_sample = ResourceSample(
+                time.monotonic() - self._started_at, usage.cpu_s, usage.rss_bytes, self._peak_rss, usage.n_processes
+            )
             return self._last_sample
 
     @property
@@ -512,8 +560,9 @@ class ServerProcess:
         with self._sample_lock:
             return self._last_sample
 
-    def capture_forensics(self, timeout_s: float = 15.0, out_dir: Optional[PathArg] = None,
-                          method: str = "auto") -> forensics_mod.Forensics:
+    def capture_forensics(
+        self, timeout_s: float = 15.0, out_dir: Optional[PathArg] = None, method: str = "auto"
+    ) -> forensics_mod.Forensics:
         """Stacks, states and fds of every live process of the tree, kept as `forensics` and
         written as JSON under `out_dir` (default: `forensics_dir` if one was given, else the
         log directory). Safe to call from another thread while the server runs."""
@@ -521,8 +570,9 @@ class ServerProcess:
             result = forensics_mod.capture((), None, timeout_s, method=method)  # stopped: nothing left
         else:
             target = Path(out_dir) if out_dir is not None else self._forensics_out
-            result = forensics_mod.capture(self.pids(), target, timeout_s, method=method,
-                                           faulthandler_dir=str(self._forensics_dir))
+            result = forensics_mod.capture(
+                self.pids(), target, timeout_s, method=method, faulthandler_dir=str(self._forensics_dir)
+            )
         self._forensics = result
         return result
 
@@ -546,7 +596,7 @@ class ServerProcess:
             try:
                 if self.sample().n_processes == 0:
                     return
-            except Exception as error:  # noqa: BLE001 - a sampling hiccup must not kill the thread
+            except Exception as error:
                 if not warned:
                     logger.warning("resource sampling of server {} failed: {}", self.pid, error)
                     warned = True
@@ -583,8 +633,9 @@ class ServerProcess:
     def _stop(self, grace_s: float) -> StopReport:
         if self._popen is None:  # never started, or could not even be executed
             self._remove_own_log_dir()
-            return StopReport(exit_code=None, ignored_sigterm=False, killed_pids=(), leftover_pids=(),
-                              port_free=None, fd_leak=0)
+            return StopReport(
+                exit_code=None, ignored_sigterm=False, killed_pids=(), leftover_pids=(), port_free=None, fd_leak=0
+            )
         started = time.monotonic()
         before_kill = self._safe_sample(None)
         kill = self._tree.kill(grace_s, self._capture_before_kill) if self._tree is not None else None
@@ -605,8 +656,9 @@ class ServerProcess:
     def _capture_before_kill(self) -> None:
         """The server ignored SIGTERM: record where it is stuck, unless a capture exists."""
         if self._forensics is None:
-            self._forensics = forensics_mod.capture(self.pids(), self._forensics_out, _KILL_CAPTURE_TIMEOUT_S,
-                                                    faulthandler_dir=str(self._forensics_dir))
+            self._forensics = forensics_mod.capture(
+                self.pids(), self._forensics_out, _KILL_CAPTURE_TIMEOUT_S, faulthandler_dir=str(self._forensics_dir)
+            )
 
     def _reap_root(self) -> Tuple[Optional[int], bool]:
         assert self._popen is not None
@@ -621,12 +673,18 @@ class ServerProcess:
             return fallback
         try:
             return self.sample()
-        except Exception as error:  # noqa: BLE001 - a failed reading must not stop the stop
+        except Exception as error:
             logger.warning("resource sample of server {} failed: {}", self.pid, error)
             return fallback
 
-    def _make_report(self, kill: Optional[KillReport], exit_code: Optional[int], root_left: bool,
-                     final: Optional[ResourceSample], duration_s: float) -> StopReport:
+    def _make_report(
+        self,
+        kill: Optional[KillReport],
+        exit_code: Optional[int],
+        root_left: bool,
+        final: Optional[ResourceSample],
+        duration_s: float,
+    ) -> StopReport:
         leftover = set(kill.leftover if kill else ())
         if root_left and self.pid is not None:
             leftover.add(self.pid)

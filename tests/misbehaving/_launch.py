@@ -28,8 +28,19 @@ def argv_for(plugin: str, launcher: str = "stub") -> List[str]:
     """Command line that runs misbehaving plugin `plugin` (file stem) as a server."""
     if launcher == "stub":
         return [sys.executable, str(STUB), "--plugin", plugin_path(plugin), "--port", "0"]
-    return [sys.executable, "-m", "harness.server", "--strategy", plugin_path(plugin), "--port", "0",
-            "--workers", "2", "--log-level", "WARNING"]
+    return [
+        sys.executable,
+        "-m",
+        "harness.server",
+        "--strategy",
+        plugin_path(plugin),
+        "--port",
+        "0",
+        "--workers",
+        "2",
+        "--log-level",
+        "WARNING",
+    ]
 
 
 def snapshot(pids: Iterable[int]) -> List[psutil.Process]:

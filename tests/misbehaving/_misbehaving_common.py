@@ -45,8 +45,12 @@ def accepted(listener: socket.socket, lifetime_s: float = LIFETIME_S) -> Iterato
         yield conn
 
 
-def serve_http(listener: socket.socket, app: App, on_accept: Optional[Callable[[socket.socket], None]] = None,
-               lifetime_s: float = LIFETIME_S) -> None:
+def serve_http(
+    listener: socket.socket,
+    app: App,
+    on_accept: Optional[Callable[[socket.socket], None]] = None,
+    lifetime_s: float = LIFETIME_S,
+) -> None:
     """Accept and answer one connection at a time until `lifetime_s` has passed."""
     for conn in accepted(listener, lifetime_s):
         with conn:

@@ -23,9 +23,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository root
 
-from harness.server import faulthandler_hook  # noqa: E402
-from harness.server.app import App  # noqa: E402
-from harness.server.strategy import ServeOptions, ServerStop, StrategyError, load_spec  # noqa: E402
+from harness.server import faulthandler_hook
+from harness.server.app import App
+from harness.server.strategy import ServeOptions, ServerStop, StrategyError, load_spec
 
 
 def _raise_stop(signum: int, frame: object) -> None:
@@ -53,8 +53,19 @@ def main() -> int:
     signal.signal(signal.SIGTERM, _raise_stop)
     signal.signal(signal.SIGINT, _raise_stop)
     host, port = listener.getsockname()[:2]
-    print(json.dumps({"event": "listening", "host": host, "port": port, "pid": os.getpid(),
-                      "strategy": cls.name, "python": platform.python_version()}), flush=True)
+    print(
+        json.dumps(
+            {
+                "event": "listening",
+                "host": host,
+                "port": port,
+                "pid": os.getpid(),
+                "strategy": cls.name,
+                "python": platform.python_version(),
+            }
+        ),
+        flush=True,
+    )
     try:
         cls().serve(listener, App(), ServeOptions(workers=args.workers))
     except ServerStop:

@@ -9,9 +9,9 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from _misbehaving_common import IO_TIMEOUT_S, accepted  # noqa: E402
+from _misbehaving_common import IO_TIMEOUT_S, accepted
 
-from harness.server.strategy import Strategy  # noqa: E402
+from harness.server.strategy import Strategy
 
 GARBAGE = b"\x00\xffTHIS IS NOT HTTP\r\n\r\n"
 

@@ -8,9 +8,9 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from _misbehaving_common import accepted  # noqa: E402
+from _misbehaving_common import accepted
 
-from harness.server.strategy import Strategy  # noqa: E402
+from harness.server.strategy import Strategy
 
 
 class ClosesAtOnce(Strategy):

@@ -10,9 +10,9 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from _misbehaving_common import serve_http  # noqa: E402
+from _misbehaving_common import serve_http
 
-from harness.server.strategy import Strategy  # noqa: E402
+from harness.server.strategy import Strategy
 
 MAX_LEAKED = 1000
 

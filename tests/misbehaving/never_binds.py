@@ -9,9 +9,9 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from _misbehaving_common import bounded_sleep  # noqa: E402
+from _misbehaving_common import bounded_sleep
 
-from harness.server.strategy import Strategy  # noqa: E402
+from harness.server.strategy import Strategy
 
 
 class NeverBinds(Strategy):

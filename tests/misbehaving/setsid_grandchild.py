@@ -11,10 +11,10 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from _misbehaving_common import bounded_sleep, serve_http  # noqa: E402
+from _misbehaving_common import bounded_sleep, serve_http
 
-from harness.server import faulthandler_hook  # noqa: E402
-from harness.server.strategy import Strategy  # noqa: E402
+from harness.server import faulthandler_hook
+from harness.server.strategy import Strategy
 
 
 def _daemonize_grandchild(listener) -> None:

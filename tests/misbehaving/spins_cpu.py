@@ -11,9 +11,9 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from _misbehaving_common import LIFETIME_S, serve_http  # noqa: E402
+from _misbehaving_common import LIFETIME_S, serve_http
 
-from harness.server.strategy import Strategy  # noqa: E402
+from harness.server.strategy import Strategy
 
 
 def spin(seconds: float = LIFETIME_S) -> int:

@@ -69,7 +69,9 @@ class ForkPerConnection(Strategy):
             stop_children(children)
 
 
-def fork_child(conn: socket.socket, listener: socket.socket, app: App, options: ServeOptions, children: Set[int]) -> None:
+def fork_child(
+    conn: socket.socket, listener: socket.socket, app: App, options: ServeOptions, children: Set[int]
+) -> None:
     """Fork a child to serve `conn`; record its pid; close the parent's copy of `conn`."""
     old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
     try:
@@ -84,7 +86,9 @@ def fork_child(conn: socket.socket, listener: socket.socket, app: App, options: 
         conn.close()
 
 
-def child_main(conn: socket.socket, listener: socket.socket, app: App, options: ServeOptions, old_mask: Set[int]) -> None:
+def child_main(
+    conn: socket.socket, listener: socket.socket, app: App, options: ServeOptions, old_mask: Set[int]
+) -> None:
     """In the child: drop the listener, die on SIGTERM like any worker, serve, _exit."""
     status = 1
     try:
