@@ -5,38 +5,55 @@
     python -m harness list                       strategies, built-in and plugged in
     python -m harness compare A.json B.json      change between two saved runs
 
-Errors a user can cause end with one sentence on stderr and exit status 2, never a traceback.
+The installed `hangbench` command is the same entry point; usage lines name whichever of the two
+was typed. Errors a user can cause -- argparse's own included -- end with one line on stderr,
+`hangbench: error: ...`, and exit status 2, never a traceback.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-from typing import List, Optional
+from typing import List, NoReturn, Optional
 
 from . import __version__
+from .errors import ERROR_PREFIX, UsageError, prog_name
+from .run_options import DefaultsFormatter, add_run_options
 from .server.process import build_parser as build_serve_parser
 
 COMMANDS = ("run", "serve", "list", "compare")
+HELP = ("-h", "--help")
 
 
-class UsageError(Exception):
-    """Bad input from the user: reported as one sentence, exit status 2."""
+class Parser(argparse.ArgumentParser):
+    """argparse's errors as UsageError: one line with the shared prefix, not usage + message."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError("%s (see `%s --help`)" % (message, self.prog))
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m harness",
+def build_parser(prog: Optional[str] = None) -> argparse.ArgumentParser:
+    prog = prog or prog_name()
+    parser = Parser(
+        prog=prog,
         description="Benchmark Python server concurrency strategies: throughput, tail latency, hang rate.",
-        epilog="Without a sub-command, `run` is meant: `python -m harness --strategy all`. "
-        "Its options: `python -m harness run --help`.",
+        epilog="Without a sub-command, `run` is meant: `%s --strategy all`. Its options: `%s --help`." % (prog, prog),
+        formatter_class=DefaultsFormatter,
     )
     parser.add_argument("--version", action="version", version="hangbench " + __version__)
-    sub = parser.add_subparsers(dest="command")
-    from .run_options import add_run_options
-
-    add_run_options(sub.add_parser("run", help="run the workload against strategies (default)"))
-    build_serve_parser(sub.add_parser("serve", help="run one strategy as an HTTP/1.1 server"))
+    sub = parser.add_subparsers(dest="command", parser_class=Parser)
+    add_run_options(
+        sub.add_parser(
+            "run",
+            help="run the workload against strategies (default)",
+            description="Run the same workload against each selected strategy, one at a time (the default "
+            "sub-command). Other sub-commands: serve, list, compare (`%s COMMAND --help`)." % prog,
+            formatter_class=DefaultsFormatter,
+        )
+    )
+    build_serve_parser(
+        sub.add_parser("serve", help="run one strategy as an HTTP/1.1 server", formatter_class=DefaultsFormatter)
+    )
     list_parser = sub.add_parser("list", help="list strategies, built-in and plugged in")
     list_parser.add_argument("--plugin", action="append", default=[], metavar="SPEC", help="also load this plugin")
     compare = sub.add_parser("compare", help="compare two saved results files")
@@ -47,29 +64,34 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[List[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    # `python -m harness --strategy all` means `run`: the main job needs no sub-command.
-    if not argv or (argv[0] not in COMMANDS and argv[0] not in ("-h", "--help", "--version")):
+    # `python -m harness --strategy all` means `run`: the main job needs no sub-command, and
+    # `--help` shows the options people came for (the run's, whose description lists the rest).
+    if not argv or argv[0] not in (*COMMANDS, "--version"):
         argv.insert(0, "run")
-    args = build_parser().parse_args(argv)
     try:
-        if args.command == "serve":
-            from .server.process import run as serve
-
-            return serve(args)
-        if args.command == "list":
-            from .listing import list_strategies
-
-            return list_strategies(args.plugin)
-        if args.command == "compare":
-            from .results.table import compare_files
-
-            return compare_files(args.baseline, args.candidate)
-        from .run import run_benchmark
-
-        return run_benchmark(args)
+        args = build_parser().parse_args(argv)
+        return _dispatch(args)
     except UsageError as error:
-        sys.stderr.write("harness: error: %s\n" % error)
+        sys.stderr.write(ERROR_PREFIX + " ".join(str(error).split()) + "\n")
         return 2
     except KeyboardInterrupt:
-        sys.stderr.write("harness: interrupted\n")
+        sys.stderr.write("hangbench: interrupted\n")
         return 130
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    if args.command == "serve":
+        from .server.process import run as serve
+
+        return serve(args)
+    if args.command == "list":
+        from .listing import list_strategies
+
+        return list_strategies(args.plugin)
+    if args.command == "compare":
+        from .results.compare import compare_files
+
+        return compare_files(args.baseline, args.candidate)
+    from .run import run_benchmark
+
+    return run_benchmark(args)

@@ -13,10 +13,10 @@ def list_strategies(plugins: List[str]) -> int:
     registry = discover(plugins)
     width = max(len(name) for name in registry) + 2
     for name, entry in sorted(registry.items(), key=lambda item: (item[1].source != "builtin", item[0])):
-        if entry.error:
+        cls = entry.cls
+        if entry.error or cls is None:
             print("%-*s[%s, failed to load] %s" % (width, name, entry.source, entry.error))
             continue
-        cls = entry.cls
         print(
             "%-*s%s%s"
             % (width, name, cls.summary, "" if entry.source == "builtin" else "  [%s: %s]" % (entry.source, entry.spec))
@@ -24,5 +24,10 @@ def list_strategies(plugins: List[str]) -> int:
         if cls.broken:
             for line in textwrap.wrap("broken on purpose: " + cls.broken, 100 - width):
                 print(" " * width + "  " + line)
+        for option in cls.strategy_options:  # --strategy-option NAME=VALUE
+            choices = " (%s)" % "|".join(option.choices) if option.choices else ""
+            print(" " * width + "  option %s=%s%s: %s" % (option.name, option.default, choices, option.help))
+        if entry.note:
+            print(" " * width + "  note: " + entry.note)
     sys.stdout.flush()
     return 0

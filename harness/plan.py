@@ -1,8 +1,9 @@
 """Turn the run's command line into cases: strategy x start method x interpreter.
 
-Everything a user can get wrong is checked here, before any server starts, and reported as a
-`PlanError` with one sentence: unknown strategy (with the nearest names), unknown start
-method, an interpreter that does not exist or is too old.
+Everything a user can get wrong about the cases is checked here, before any server starts, and
+reported as a `PlanError` (a `UsageError`: one sentence, exit 2): unknown strategy (with the
+nearest names), a strategy named twice, unknown start method, an interpreter that does not
+exist or is too old.
 
 A case names its strategy by the spec the server loads (`module:Class` or a file path), not by
 its registry name, so that a server under another interpreter, where this environment's entry
@@ -22,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
+from .errors import UsageError
 from .server.strategy import START_METHODS, Entry, StrategyError, discover, resolve
 
 MAX_REQUESTS_RUN_S = 300.0  # bound on the measurement of a --requests run
@@ -29,7 +31,7 @@ MIN_SERVER_PYTHON = (3, 8)
 _PACKAGE_ROOT = Path(__file__).resolve().parent.parent
 
 
-class PlanError(ValueError):
+class PlanError(UsageError):
     """The command line asks for something that cannot run; the message says what to change."""
 
 
@@ -89,10 +91,29 @@ def build(args: argparse.Namespace) -> List[Case]:
     cases = []
     for entry in entries:
         uses_mp = bool(entry.cls and entry.cls.uses_multiprocessing)
-        for path, version in pythons:
-            for method in methods if uses_mp else [None]:
+        for method in methods if uses_mp else [None]:
+            _check_options(entry, method, args)
+            for path, version in pythons:
                 cases.append(_case(entry, method, path, version))
     return cases
+
+
+def _check_options(entry: Entry, method: Optional[str], args: argparse.Namespace) -> None:
+    """The strategy's own checks of the server options (its worker limit, its declared
+    options), here rather than in a server that would fail to start and be blamed for it."""
+    if entry.cls is None or entry.error:
+        return  # reported by the case itself, as the strategy's failure to load
+    from .server.process import options_from
+
+    serve_args = argparse.Namespace(**{**vars(args), "start_method": method or "fork", "port": 0})
+    try:
+        strategy = entry.cls()
+    except Exception:  # a plugin whose constructor fails: its server will say so, as its failure
+        return
+    try:
+        options_from(serve_args, strategy)
+    except (StrategyError, ValueError) as error:
+        raise PlanError("strategy %s: %s" % (entry.name, error)) from None
 
 
 def _case(entry: Entry, method: Optional[str], python: str, version: str) -> Case:
@@ -107,13 +128,16 @@ def _select(names: str, plugins: Sequence[str]) -> List[Entry]:
     registry = discover(list(plugins))
     if names.strip() == "all":
         return sorted(registry.values(), key=lambda e: (e.source != "builtin", e.name))
-    selected = []
-    for name in [n.strip() for n in names.split(",") if n.strip()]:
+    selected: List[Entry] = []
+    requested = [n.strip() for n in names.split(",") if n.strip()]
+    for index, name in enumerate(requested):
+        if name in requested[:index]:
+            raise PlanError("--strategy names %r twice; name each strategy once" % name)
         if name not in registry:
             try:
                 resolve(name, registry)
             except StrategyError as error:
-                raise PlanError(str(error))
+                raise PlanError(str(error)) from None
         selected.append(registry[name])
     if not selected:
         raise PlanError("--strategy needs 'all' or at least one strategy name")
@@ -148,14 +172,14 @@ def _interpreter(path: str) -> Tuple[str, str]:
             timeout=20,
         )
     except (OSError, subprocess.TimeoutExpired) as error:
-        raise PlanError("--python %s does not run: %s" % (path, error))
+        raise PlanError("--python %s does not run: %s" % (path, error)) from None
     version = out.stdout.strip()
     parts = tuple(int(p) for p in re.findall(r"\d+", version)[:2])
     if out.returncode != 0 or len(parts) < 2:
         raise PlanError("--python %s is not a Python interpreter" % path)
     if parts < MIN_SERVER_PYTHON:
         raise PlanError(
-            "--python %s is Python %s; the server side needs %d.%d or newer" % ((path, version) + MIN_SERVER_PYTHON)
+            "--python %s is Python %s; the server side needs %d.%d or newer" % (path, version, *MIN_SERVER_PYTHON)
         )
     return os.path.abspath(resolved), version
 
@@ -188,6 +212,8 @@ def server_args(args: argparse.Namespace) -> List[str]:
         out += ["--workers", str(args.workers)]
     for name in args.emulate:
         out += ["--emulate", name]
+    for item in getattr(args, "strategy_option", []):
+        out += ["--strategy-option", item]
     return out
 
 

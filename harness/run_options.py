@@ -1,33 +1,57 @@
 """Options of the benchmark run (`python -m harness [run]`), kept apart from the run's logic.
 
-The server options of `serve` are accepted too and passed through to every server started.
+Grouped as a reader looks for them: what to run, the load, the server (the options of `serve`,
+passed through to every server started), output and bounds. Every option's help ends with its
+default (`DefaultsFormatter`); the values are checked by `harness.settings`, not here, so that
+one module owns the one-sentence messages.
 """
 
 from __future__ import annotations
 
 import argparse
+from typing import cast
 
+from .load.engines import ENGINE_NAMES
+from .load.workload import CONNECTIONS, READ_MODES
 from .server.process import add_server_options
 
 
+class DefaultsFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Every option's help ends with its default, said once and in words for the empty ones."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if (
+            text == argparse.SUPPRESS
+            or "(default" in text
+            or action.required
+            or not action.option_strings
+            or action.default is argparse.SUPPRESS
+        ):
+            return text
+        if isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction, argparse._VersionAction)):
+            return text  # a flag: off unless given
+        if action.default is None or action.default == []:
+            return text + " (default: none)"
+        return text + " (default: %(default)s)"
+
+
 def add_run_options(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    parser.add_argument(
-        "--strategy", default="all", help="'all' (every registered strategy) or a comma-separated list (default all)"
+    what = parser.add_argument_group("what to run")
+    what.add_argument(
+        "--strategy", default="all", help="'all' (every registered strategy) or a comma-separated list of names"
     )
     load = parser.add_argument_group("load")
     load.add_argument(
         "--engine",
         default="asyncio",
-        choices=["asyncio", "threads"],
-        help="client engine: asyncio (default; uvloop when installed) or threads (the article's ThreadPoolExecutor client)",
+        choices=list(ENGINE_NAMES),
+        help="client engine: asyncio (uvloop when installed) or threads (the article's ThreadPoolExecutor client)",
     )
     load.add_argument(
-        "--client-procs",
-        type=int,
-        default=1,
-        help="asyncio engine: spread connections over N client processes (default 1)",
+        "--client-procs", type=int, default=1, help="asyncio engine: spread connections over N client processes"
     )
-    load.add_argument("--concurrency", "-c", type=int, default=32, help="concurrent requests in flight (default 32)")
+    load.add_argument("--concurrency", "-c", type=int, default=32, help="concurrent requests in flight")
     load.add_argument(
         "--duration",
         "-d",
@@ -35,30 +59,34 @@ def add_run_options(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
         default=None,
         help="measurement seconds per strategy (default 10, unless --requests)",
     )
-    load.add_argument(
-        "--requests", "-n", type=int, default=None, help="stop after N measured requests instead of a duration"
-    )
-    load.add_argument("--warmup", type=float, default=2.0, help="warm-up seconds before measuring (default 2)")
+    load.add_argument("--requests", "-n", type=int, default=None, help="stop after N measured requests instead")
+    load.add_argument("--warmup", "-w", type=float, default=2.0, help="warm-up seconds before measuring")
     load.add_argument(
         "--connection",
         default="close",
-        choices=["close", "keep-alive"],
-        help="one connection per request (close, default, as the article's client) or keep-alive",
+        choices=list(CONNECTIONS),
+        help="one connection per request (close, as the article's client) or keep-alive",
     )
     load.add_argument(
         "--read",
         default="content-length",
-        choices=["content-length", "eof"],
-        help="read the response by Content-Length (default) or until the server closes (eof, as naive clients do)",
+        choices=list(READ_MODES),
+        help="read a response by its Content-Length, or until the server closes (eof, as naive clients do)",
     )
     load.add_argument(
         "--deadline",
         type=float,
         default=2.0,
-        help="a request with no complete response within this many seconds is a hang (default 2)",
+        help="seconds: a request with no complete response within this is a hang",
     )
     server = parser.add_argument_group("server (passed to every strategy's server)")
-    add_server_options(server, multi=True)
+    add_server_options(cast(argparse.ArgumentParser, server), multi=True)  # a group takes add_argument alike
+    # The run picks each server's port itself: --port is accepted only to be refused in one
+    # sentence (harness.settings), and is not listed among the run's options.
+    parser.set_defaults(port=None)
+    for action in parser._actions:
+        if action.dest == "port":
+            action.help = argparse.SUPPRESS
     server.add_argument(
         "--python",
         default=None,
@@ -67,17 +95,16 @@ def add_run_options(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     )
     out = parser.add_argument_group("output and bounds")
     out.add_argument(
-        "--output", "-o", default=None, help="results JSON path (default results/<UTC timestamp>-<label>.json)"
+        "--output",
+        "-o",
+        default=None,
+        help="results JSON path, a new or regular file; its table goes beside it as <stem>.md "
+        "(default results/<UTC timestamp>-<label>.json, table results/latest.md)",
     )
     out.add_argument("--label", default=None, help="label for the results file name (default: the strategies run)")
+    out.add_argument("--ready-timeout", type=float, default=15.0, help="seconds a server may take to start answering")
     out.add_argument(
-        "--ready-timeout", type=float, default=15.0, help="seconds a server may take to start answering (default 15)"
-    )
-    out.add_argument(
-        "--stop-grace",
-        type=float,
-        default=3.0,
-        help="seconds between SIGTERM and SIGKILL when stopping a server (default 3)",
+        "--stop-grace", type=float, default=3.0, help="seconds between SIGTERM and SIGKILL when stopping a server"
     )
     out.add_argument("--quiet", "-q", action="store_true", help="no progress lines")
     return parser

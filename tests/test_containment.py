@@ -10,11 +10,13 @@ environment -- the marker every server, worker and detached daemon inherits from
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
+import psutil
 import pytest
 from test_run import FAST, Running, assert_nothing_left, load_json, run_harness
 
@@ -102,6 +104,25 @@ def fds_leaked(record: Record) -> None:
     assert record["leaks"] == ["the server's open fds grew from %d to %d during the run" % (before, after)]
 
 
+def daemon_found_without_marker(record: Record) -> None:
+    answered(record)
+    stop = record["stop"]
+    assert len(stop["tree_pids"]) >= 2, stop  # the server and the exec'd daemon (the middle child is brief)
+    assert stop["containment"] in ("cgroup", "subreaper+poll")
+
+
+def forged_ready_refused(record: Record) -> None:
+    assert record["message"].startswith("the ready line's 'port' is Infinity, not an integer"), record["message"]
+    assert "Traceback" not in record["message"]
+
+
+def drained(record: Record) -> None:
+    answered(record)
+    stdout_bytes, stderr_bytes = record["stop"]["output_bytes"]
+    assert stdout_bytes + stderr_bytes > 10_000_000, record["stop"]["output_bytes"]
+    assert record["stop"]["output_dropped_bytes"] > 0
+
+
 # Strategies whose own misbehaviour is a leak of the server's fds (checked by their case).
 LEAKING = {"mis-leaks-fds"}
 
@@ -116,17 +137,20 @@ CASES = [
     Case(
         "stuck_in_recv.py",
         "mis-stuck-in-recv",
-        "completed",
+        "no-response",  # measured to the end, not one response
         all_hang_in_recv,
         ("--duration", "1.5", "--deadline", "0.5"),
         slow=True,
     ),
-    Case("closes_at_once.py", "mis-closes-at-once", "completed", closed_or_reset),
+    Case("closes_at_once.py", "mis-closes-at-once", "no-response", closed_or_reset),
     Case("answers_garbage.py", "mis-answers-garbage", "completed", malformed),
     Case("ignores_sigterm.py", "mis-ignores-sigterm", "completed", sigterm_ignored, slow=True),
     Case("setsid_grandchild.py", "mis-setsid-grandchild", "completed", daemon_found),
     Case("spins_cpu.py", "mis-spins-cpu", "completed", burns_cpu),
     Case("leaks_fds.py", "mis-leaks-fds", "completed", fds_leaked),
+    Case("daemon_escape.py", "mis-daemon-escape", "completed", daemon_found_without_marker),
+    Case("forged_ready.py", "mis-forged-ready", "not-ready", forged_ready_refused),
+    Case("chatty_output.py", "mis-chatty-output", "completed", drained, slow=True),
 ]
 
 
@@ -142,8 +166,8 @@ def test_misbehaving_plugin_is_contained(case: Case, tmp_path: Path) -> None:
     plugin = str(MISBEHAVING / case.file)
     name = case.name or plugin
     output = tmp_path / "out.json"
-    extra = dict(zip(FAST[::2], FAST[1::2]))
-    extra.update(dict(zip(case.extra[::2], case.extra[1::2])))
+    extra = dict(zip(FAST[::2], FAST[1::2], strict=True))
+    extra.update(dict(zip(case.extra[::2], case.extra[1::2], strict=True)))
     args = [item for pair in extra.items() for item in pair]
     result = run_harness(
         "--plugin", plugin, "--strategy", name, *args, *BOUNDS, "--output", str(output), "--quiet", cwd=tmp_path
@@ -165,6 +189,64 @@ def test_misbehaving_plugin_is_contained(case: Case, tmp_path: Path) -> None:
         assert record["stop"]["port_free"] is True
     case.check(record)
     assert_nothing_left(result.token)
+    assert with_token_in_cmdline(result.token) == []  # a daemon that dropped the marker from its environment
+
+
+def with_token_in_cmdline(token: str) -> List[int]:
+    """Live processes whose command line names `token` (the daemon_escape plugin's daemon)."""
+    found = []
+    for proc in psutil.process_iter(["cmdline"]):
+        try:
+            if any(token in part for part in proc.info["cmdline"] or ()) and proc.status() != psutil.STATUS_ZOMBIE:
+                found.append(proc.pid)
+        except psutil.Error:
+            continue
+    return found
+
+
+@pytest.mark.slow
+def test_chatty_server_keeps_the_runs_scratch_space_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """~100 MB/s of server output for 3 s: the harness's scratch (logs, forensics) stays under
+    a few MiB while the run goes on, and the run completes normally."""
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setenv("TMPDIR", str(scratch))  # the harness's temporary folders go here
+    peak = [0]
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.wait(0.1):
+            peak[0] = max(peak[0], disk_usage(scratch))
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    output = tmp_path / "out.json"
+    plugin = str(MISBEHAVING / "chatty_output.py")
+    try:
+        result = run_harness(
+            "--plugin", plugin, "--strategy", "mis-chatty-output", "--duration", "3", "--warmup", "0.3",
+            "--concurrency", "4", *BOUNDS, "--output", str(output), "--quiet", cwd=tmp_path,
+        )  # fmt: skip
+    finally:
+        done.set()
+        watcher.join(5)
+    assert result.returncode == 0, result.describe()
+    [record] = load_json(output)["strategies"]
+    assert record["status"] == "completed" and record["requests"]["ok"] > 0
+    assert sum(record["stop"]["output_bytes"]) > 50_000_000, record["stop"]
+    assert peak[0] < 8 << 20, "the scratch space grew to %d bytes" % peak[0]
+    assert_nothing_left(result.token)
+
+
+def disk_usage(folder: Path) -> int:
+    """Bytes allocated under `folder` (files may vanish while it is walked)."""
+    total = 0
+    for path in folder.rglob("*"):
+        try:
+            total += path.lstat().st_blocks * 512
+        except OSError:
+            continue
+    return total
 
 
 @pytest.mark.slow

@@ -1,6 +1,7 @@
-"""Result records: JSON round trip, the documented format, atomic writes, reading bad files,
-and the tables (`compare`, the run's Markdown) built from them. In-process, except one real
-case (`run_case` on the threads strategy) whose record must survive the round trip too.
+"""Result records: JSON round trip, the documented format, atomic writes, output paths, reading
+bad files, the derived metrics and the tables (`compare`, the run's terminal and Markdown
+tables) built from them. In-process, except one real case (`run_case` on the threads strategy,
+marked slow) whose record must survive the round trip too.
 """
 
 from __future__ import annotations
@@ -15,19 +16,12 @@ import pytest
 from hdrh.histogram import HdrHistogram
 
 from harness.load.metrics import LatencyHistogram
-from harness.results import records as results_mod
-from harness.results.records import (
-    SCHEMA_VERSION,
-    ResultsError,
-    RunRecord,
-    StrategyRecord,
-    capture_environment,
-    check_writable,
-    default_path,
-    read_run,
-    write_run,
-)
-from harness.results.table import compare_runs, markdown, terminal_table
+from harness.results import jsonio as results_mod
+from harness.results.compare import compare_runs
+from harness.results.environment import capture_environment
+from harness.results.jsonio import check_writable, default_path, plan_outputs, read_run, write_run
+from harness.results.records import SCHEMA_VERSION, ResultsError, RunRecord, StrategyRecord
+from harness.results.table import WIDTH, markdown, terminal_table
 
 DOCUMENTED_RECORD_FIELDS = {
     "strategy",
@@ -155,9 +149,12 @@ def test_reading_ignores_unknown_record_fields(tmp_path: Path) -> None:
 def real_case(tmp_path_factory: pytest.TempPathFactory) -> RunRecord:
     """One real case, in process, as `run_benchmark` makes it: the threads server, loaded."""
     from harness import plan
+    from harness.case import run_case
     from harness.cli import build_parser
+    from harness.interrupts import Interrupts
     from harness.progress import ProgressPrinter
-    from harness.run import Interrupts, _config, _settings, run_case
+    from harness.run import config_of
+    from harness.settings import settings_from
 
     args = build_parser().parse_args(
         [
@@ -177,11 +174,12 @@ def real_case(tmp_path_factory: pytest.TempPathFactory) -> RunRecord:
         ]
     )
     cases = plan.build(args)
-    settings = _settings(args)
+    settings = settings_from(args)
     record = run_case(cases[0], settings, Interrupts(), ProgressPrinter(quiet=True), tmp_path_factory.mktemp("case"))
-    return RunRecord("20260101T000000Z", "real", capture_environment(), _config(args, settings, cases), [record])
+    return RunRecord("20260101T000000Z", "real", capture_environment(), config_of(args, settings, cases), [record])
 
 
+@pytest.mark.slow
 def test_real_case_record_round_trips_unchanged(real_case: RunRecord, tmp_path: Path) -> None:
     record = real_case.strategies[0]
     assert record.status == "completed" and record.requests["ok"] > 0, record
@@ -191,6 +189,7 @@ def test_real_case_record_round_trips_unchanged(real_case: RunRecord, tmp_path: 
     assert read_run(str(path)) == real_case
 
 
+@pytest.mark.slow
 def test_written_file_has_the_documented_format(real_case: RunRecord, tmp_path: Path) -> None:
     path = tmp_path / "real.json"
     write_run(real_case, path)
@@ -288,7 +287,8 @@ def test_unserialisable_record_leaves_the_old_file_intact(tmp_path: Path) -> Non
         ('{"schema_version": 2}', "schema version 2 is not supported"),
         ('{"schema_version": 1, "created": "x"}', "not a hangbench results file"),
         (
-            '{"schema_version": 1, "created": "x", "label": "y", "environment": {}, "config": {}, "strategies": [{"status": "ok"}]}',
+            '{"schema_version": 1, "created": "x", "label": "y", "environment": {}, "config": {}, '
+            '"strategies": [{"status": "ok"}]}',
             "not a hangbench results file",
         ),
     ],
@@ -343,10 +343,31 @@ def test_compare_shows_throughput_p99_and_hang_rate_changes() -> None:
     assert "%+.1f%%" % (100.0 * (p99_after - p99_before) / p99_before) in threads
     pool = rows["pool-socket"]
     assert "500 -> 250" in pool and "-50.0%" in pool
-    assert "0.0 -> 10.0" in pool and "+10.0" in pool  # hang rate, percentage points
+    assert "0 -> 1 (10%)" in pool and "+10" in pool  # hangs as count and share; the rate's change in points
     assert "only in baseline" in rows["gone"]
     assert "only in candidate" in rows["new"]
     assert "different CPUs" not in text
+
+
+def test_compare_shows_a_single_hang_as_a_count_and_a_share() -> None:
+    baseline = run_record(strategy_record("threads", ok=30000))
+    candidate = run_record(strategy_record("threads", ok=29999, hang=1))
+    assert "0 -> 1 (0.00333%)" in compare_runs(baseline, candidate)
+
+
+@pytest.mark.parametrize("key, other", [("read", "eof"), ("concurrency", 8), ("deadline_s", 5.0), ("bytes", 1024)])
+def test_compare_refuses_runs_of_different_workloads(key: str, other: Any) -> None:
+    from harness.errors import UsageError
+    from harness.results.compare import check_comparable
+
+    baseline = run_record(strategy_record("threads"))
+    baseline.config.update({"read": "content-length", "bytes": 64})
+    candidate = run_record(strategy_record("threads"))
+    candidate.config.update({"read": "content-length", "bytes": 64})
+    check_comparable(baseline, candidate)  # the same workload: fine
+    candidate.config[key] = other
+    with pytest.raises(UsageError, match=key):
+        check_comparable(baseline, candidate)
 
 
 def test_compare_warns_about_different_machines_and_shows_status_changes() -> None:
@@ -355,6 +376,34 @@ def test_compare_warns_about_different_machines_and_shows_status_changes() -> No
     text = compare_runs(baseline, candidate)
     assert "completed -> crashed" in text
     assert "different CPUs" in text
+
+
+def _table_rows(table: str) -> Dict[str, List[str]]:
+    """Rows of the terminal table by strategy name (its second column), as lists of cells."""
+    lines = table.splitlines()
+    assert lines[0].split()[:3] == ["#", "strategy", "status"], table
+    rows = {}
+    for line in lines[2:]:
+        if not line.strip():
+            break
+        cells = line.split()
+        rows[cells[1]] = cells
+    return rows
+
+
+def _notes(table: str) -> Dict[int, str]:
+    """The notes under the table, by row number, each joined back into one line."""
+    notes: Dict[int, str] = {}
+    current = None
+    for line in table.splitlines():
+        if line.startswith("["):
+            current = int(line[1 : line.index("]")])
+            notes[current] = line
+        elif line.startswith("    ") and current is not None:
+            notes[current] += " " + line.strip()
+        else:
+            current = None
+    return notes
 
 
 def test_tables_show_failures_with_their_reason_and_no_numbers() -> None:
@@ -366,11 +415,156 @@ def test_tables_show_failures_with_their_reason_and_no_numbers() -> None:
         strategy_record("pool-socket", ok=0, hang=3, rps=0.0, stuck="1/1 threads in accept (pool_socket.py:40)"),
     )
     table = terminal_table(run.strategies)
-    lines = {line.split()[0]: line for line in table.splitlines()[2:]}
-    assert "not-ready" in lines["mis-never-answers"] and "listening but no response" in lines["mis-never-answers"]
+    rows = _table_rows(table)
+    assert rows["mis-never-answers"][:4] == ["2", "mis-never-answers", "not-ready", "-"]
+    notes = _notes(table)
+    assert "listening but no response" in notes[2]
     assert "stderr tail" not in table  # only the first line of a message
-    assert "stuck: 1/1 threads in accept" in lines["pool-socket"]
+    assert "stuck: 1/1 threads in accept" in notes[3]
+    assert 1 not in notes  # nothing to say about threads
     text = markdown(run, "python -m harness --strategy all")
     assert "`python -m harness --strategy all`" in text
     assert "| mis-never-answers" in text
     assert "(2.0s)" in text  # the deadline, from the config
+
+
+def test_terminal_table_fits_120_columns_with_long_notes_under_it() -> None:
+    long_leak = "the server's port is still bound after stop; " * 5
+    run = run_record(
+        strategy_record("threads", ok=10, client_bound=True, leaks=[long_leak]),
+        strategy_record("asyncio-executor", ok=5, hang=2, start_method="fork", stuck="x " * 100),
+        strategy_record("asyncio-executor", ok=5, start_method="spawn", server_cpu_s_per_1k=1.5),
+        StrategyRecord(
+            "pool-fromfd", "failed-to-start", start_method="forkserver", python="3.11.7", message="m " * 200
+        ),
+    )
+    table = terminal_table(run.strategies)
+    assert max(len(line) for line in table.splitlines()) <= WIDTH, table
+    rows = _table_rows(table)
+    assert set(rows) == {"threads", "asyncio-executor/fork", "asyncio-executor/spawn", "pool-fromfd/forkserver"}
+    notes = _notes(table)
+    assert "client-bound" in notes[1] and "--client-procs" in notes[1] and "LEAK" in notes[1]
+    assert "p99" in table.splitlines()[0] and "hangs" in table.splitlines()[0]
+
+
+def test_terminal_table_drops_the_least_needed_columns_before_it_overflows() -> None:
+    run = run_record(strategy_record("a-plugin-with-a-very-long-name-indeed-" * 2, ok=3, hang=1))
+    table = terminal_table(run.strategies)
+    assert max(len(line) for line in table.splitlines()) <= WIDTH, table
+    header = table.splitlines()[0].split()
+    assert "p90" not in header and "p99" in header and "hangs" in header
+
+
+def test_client_bound_rows_say_what_to_try_in_markdown_too() -> None:
+    text = markdown(run_record(strategy_record("threads", client_bound=True)), "cmd")
+    assert "--client-procs" in text and "faster client" in text
+
+
+# --------------------------------------------------------------------------- typed fields
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("throughput_rps", "fast"),
+        ("requests", {"ok": "3"}),
+        ("latency_us", [1, 2]),
+        ("client_bound", "yes"),
+        ("hang_rate", None),
+        ("leaks", "none"),
+        ("status", 3),
+        ("wall_s", True),
+    ],
+)
+def test_a_wrongly_typed_field_is_refused_naming_the_field(field: str, value: Any, tmp_path: Path) -> None:
+    data = run_record(strategy_record()).to_dict()
+    data["strategies"][0][field] = value
+    path = tmp_path / "typed.json"
+    path.write_text(json.dumps(data), encoding="utf-8")
+    with pytest.raises(ResultsError, match=repr(field)) as caught:
+        read_run(str(path))
+    assert str(path) in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_ints_are_accepted_where_floats_are_documented(tmp_path: Path) -> None:
+    data = run_record(strategy_record()).to_dict()
+    data["strategies"][0]["throughput_rps"] = 1000
+    path = tmp_path / "ints.json"
+    path.write_text(json.dumps(data), encoding="utf-8")
+    assert read_run(str(path)).strategies[0].throughput_rps == 1000
+
+
+# --------------------------------------------------------------------------- output paths
+
+
+def test_output_paths_default_and_given(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    default = plan_outputs(None, "threads")
+    assert default.json.parent == Path("results") and default.table == Path("results") / "latest.md"
+    given = plan_outputs(str(tmp_path / "x" / "y.json"), "ignored")
+    assert given.json == tmp_path / "x" / "y.json" and given.table == tmp_path / "x" / "y.md"
+    assert given.shown == tmp_path / "x" / "y.json"
+
+
+def test_output_onto_a_symlink_writes_through_it_and_keeps_it(tmp_path: Path) -> None:
+    real = tmp_path / "real.json"
+    real.write_text("{}")
+    link = tmp_path / "link.json"
+    link.symlink_to(real)
+    outputs = plan_outputs(str(link), "x")
+    write_run(run_record(strategy_record()), outputs.json)
+    assert link.is_symlink() and read_run(str(link)) == read_run(str(real))
+
+
+@pytest.mark.parametrize("kind", ["fifo", "folder", "link-to-folder", "dangling-link", "dev-null", "md-suffix"])
+def test_output_onto_anything_but_a_regular_file_is_refused(kind: str, tmp_path: Path) -> None:
+    path = tmp_path / "out.json"
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "folder":
+        path.mkdir()
+    elif kind == "link-to-folder":
+        path.symlink_to(tmp_path)
+    elif kind == "dangling-link":
+        path.symlink_to(tmp_path / "nothing")
+    elif kind == "dev-null":
+        path = Path("/dev/null")
+    else:
+        path = tmp_path / "out.md"
+    before = sorted(os.listdir(tmp_path))
+    with pytest.raises(ResultsError) as caught:
+        plan_outputs(str(path), "x")
+    assert str(path) in str(caught.value) and "\n" not in str(caught.value)
+    assert sorted(os.listdir(tmp_path)) == before
+    assert not Path("/dev/null").is_file()
+
+
+def test_a_special_file_where_the_table_would_go_is_refused(tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "out.md")
+    with pytest.raises(ResultsError, match="FIFO"):
+        plan_outputs(str(tmp_path / "out.json"), "x")
+
+
+# --------------------------------------------------------------------------- the documentation
+
+
+def test_results_readme_documents_every_field_and_status() -> None:
+    from dataclasses import fields as dataclass_fields
+
+    from harness.errors import STATUSES
+
+    text = (Path(__file__).resolve().parent.parent / "results" / "README.md").read_text(encoding="utf-8")
+    assert {f.name for f in dataclass_fields(StrategyRecord)} == DOCUMENTED_RECORD_FIELDS
+    for name in DOCUMENTED_RECORD_FIELDS:
+        assert "`%s`" % name in text, name
+    for status in STATUSES:
+        assert "`%s`" % status in text, status
+
+
+def test_every_committed_reference_file_reads() -> None:
+    """The type checks on reading must accept every file this harness has written."""
+    reference = Path(__file__).resolve().parent.parent / "results" / "reference"
+    files = sorted(reference.glob("*.json"))
+    assert files
+    for path in files:
+        assert read_run(str(path)).strategies, path

@@ -1,37 +1,38 @@
-"""Result records, environment capture, and JSON read/write (atomic, versioned).
+"""Result records: one `RunRecord` per run, one `StrategyRecord` per case.
 
-A run is one `RunRecord`: the environment it ran in, its whole configuration and one
-`StrategyRecord` per (strategy, start method, interpreter) case. Records are frozen and
-round-trip through JSON unchanged, so `compare` works on files written by any earlier run of
-the same schema version. The format is documented in `results/README.md`.
+A run is the environment it ran in, its whole configuration and one `StrategyRecord` per
+(strategy, start method, interpreter) case. Records are frozen and round-trip through JSON
+unchanged, so `compare` works on files written by any earlier run of the same schema version.
+The format is documented in `results/README.md`; the JSON file itself is read and written by
+`jsonio`, and the numbers are derived from the measurements by `derive`.
 
-Files are written atomically (a temporary file in the same folder, then `os.replace`): a
-Ctrl-C or a crash leaves the previous file or the new one, never half a JSON document.
+Reading checks each field's type against the record's annotations, so a hand-edited file with
+`"throughput_rps": "fast"` is refused in one sentence instead of failing later in a table.
 """
 
 from __future__ import annotations
 
-import datetime as _dt
-import json
-import os
-import platform
-import re
-import subprocess
-import tempfile
+import typing
 from dataclasses import asdict, dataclass, field, fields
-from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional
 
-SCHEMA_VERSION = 1
-PACKAGES = ("hangbench", "gevent", "loguru", "tabulate", "hdrhistogram", "psutil", "uvloop", "py-spy", "pytest-benchmark")
+from ..errors import COMPLETED, CRASHED, FAILED_TO_START, INTERRUPTED, NO_RESPONSE, NOT_READY, TIMED_OUT
 
-# Statuses of a StrategyRecord.
-COMPLETED = "completed"  # measured to the end (hangs and errors are findings, not failures)
-FAILED_TO_START = "failed-to-start"
-CRASHED = "crashed"
-NOT_READY = "not-ready"
-TIMED_OUT = "timed-out"
-INTERRUPTED = "interrupted"
+SCHEMA_VERSION = 1
+
+__all__ = [
+    "COMPLETED",
+    "CRASHED",
+    "FAILED_TO_START",
+    "INTERRUPTED",
+    "NOT_READY",
+    "NO_RESPONSE",
+    "SCHEMA_VERSION",
+    "TIMED_OUT",
+    "ResultsError",
+    "RunRecord",
+    "StrategyRecord",
+]
 
 
 class ResultsError(Exception):
@@ -70,9 +71,19 @@ class StrategyRecord:
     wall_s: float = 0.0  # the whole case: start, warm-up, measurement, stop
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "StrategyRecord":
-        known = {f.name for f in fields(cls)}
-        return cls(**{key: value for key, value in data.items() if key in known})
+    def from_dict(cls, data: Mapping[str, Any]) -> StrategyRecord:
+        """Known fields only (a later harness may add some), each of its annotated type."""
+        if not isinstance(data, Mapping):
+            raise ResultsError("a strategy record is a JSON %s, not an object" % type(data).__name__)
+        hints = typing.get_type_hints(cls)
+        values = {}
+        for item in fields(cls):
+            if item.name in data:
+                values[item.name] = _checked(item.name, data[item.name], hints[item.name])
+        missing = [item.name for item in fields(cls)[:2] if item.name not in values]
+        if missing:
+            raise ResultsError("a strategy record has no %r field" % missing[0])
+        return cls(**values)
 
 
 @dataclass(frozen=True)
@@ -89,143 +100,56 @@ class RunRecord:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "RunRecord":
+    def from_dict(cls, data: Mapping[str, Any]) -> RunRecord:
         version = data.get("schema_version")
         if version != SCHEMA_VERSION:
-            raise ResultsError("results schema version %r is not supported (this hangbench reads %d)" % (version, SCHEMA_VERSION))
+            raise ResultsError(
+                "results schema version %r is not supported (this hangbench reads %d)" % (version, SCHEMA_VERSION)
+            )
+        for name in ("created", "label", "environment", "config", "strategies"):
+            if name not in data:
+                raise ResultsError("it has no %r field" % name)
+        strategies = data["strategies"]
+        if not isinstance(strategies, list):
+            raise ResultsError("field 'strategies' is a JSON %s, not a list" % _json_type(strategies))
         return cls(
-            created=data["created"],
-            label=data["label"],
-            environment=dict(data["environment"]),
-            config=dict(data["config"]),
-            strategies=[StrategyRecord.from_dict(item) for item in data["strategies"]],
-            partial=bool(data.get("partial", False)),
+            created=_checked("created", data["created"], str),
+            label=_checked("label", data["label"], str),
+            environment=dict(_checked("environment", data["environment"], Dict[str, Any])),
+            config=dict(_checked("config", data["config"], Dict[str, Any])),
+            strategies=[StrategyRecord.from_dict(item) for item in strategies],
+            partial=_checked("partial", data.get("partial", False), bool),
         )
 
 
-def utc_stamp(now: Optional[_dt.datetime] = None) -> str:
-    now = now or _dt.datetime.now(_dt.timezone.utc)
-    return now.strftime("%Y%m%dT%H%M%SZ")
+def _checked(name: str, value: Any, hint: Any) -> Any:
+    """`value` if it is of the annotated type (ints pass for floats), else ResultsError."""
+    if not _is_instance(value, hint):
+        raise ResultsError("field %r is a JSON %s, which is not of the right type" % (name, _json_type(value)))
+    return value
 
 
-def default_path(label: str, results_dir: Path = Path("results")) -> Path:
-    safe = re.sub(r"[^A-Za-z0-9_.-]+", "-", label).strip("-")[:60] or "run"
-    return results_dir / ("%s-%s.json" % (utc_stamp(), safe))
+def _is_instance(value: Any, hint: Any) -> bool:
+    origin = typing.get_origin(hint)
+    if hint is Any:
+        return True
+    if origin is typing.Union:
+        return any(_is_instance(value, option) for option in typing.get_args(hint))
+    if hint is type(None):
+        return value is None
+    if origin in (dict, Dict):
+        _key, item = typing.get_args(hint) or (str, Any)
+        return isinstance(value, dict) and all(_is_instance(v, item) for v in value.values())
+    if origin in (list, List):
+        (item,) = typing.get_args(hint) or (Any,)
+        return isinstance(value, list) and all(_is_instance(v, item) for v in value)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, hint)
 
 
-def check_writable(path: Path) -> None:
-    """Fail before a run, not after it: the folder must exist (or be creatable) and be writable."""
-    folder = path.parent if str(path.parent) else Path(".")
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise ResultsError("cannot create the output folder %s: %s" % (folder, error.strerror or error))
-    if path.is_dir():
-        raise ResultsError("output path %s is a folder; give a file name ending in .json" % path)
-    # Try it: os.access says yes to root everywhere, even on /proc or a read-only mount.
-    try:
-        handle, probe = tempfile.mkstemp(prefix=".%s." % path.name, suffix=".probe", dir=str(folder))
-        os.close(handle)
-        os.unlink(probe)
-    except OSError as error:
-        raise ResultsError("output folder %s is not writable: %s" % (folder, error.strerror or error))
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp = tempfile.mkstemp(prefix=".%s." % path.name, suffix=".tmp", dir=str(path.parent))
-    try:
-        os.chmod(temp, 0o666 & ~_umask())  # mkstemp makes 0600; a results file is for sharing
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            stream.write(text)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        try:
-            os.unlink(temp)
-        except OSError:
-            pass
-        raise
-
-
-def _umask() -> int:
-    current = os.umask(0)
-    os.umask(current)
-    return current
-
-
-def write_run(record: RunRecord, path: Path) -> None:
-    write_text_atomic(path, json.dumps(record.to_dict(), indent=2, sort_keys=False) + "\n")
-
-
-def read_run(path: str) -> RunRecord:
-    try:
-        with open(path, encoding="utf-8") as stream:
-            data = json.load(stream)
-    except FileNotFoundError:
-        raise ResultsError("results file %s does not exist" % path)
-    except (OSError, ValueError) as error:
-        raise ResultsError("cannot read results file %s: %s" % (path, error))
-    if not isinstance(data, dict):
-        raise ResultsError("%s is not a hangbench results file (it holds a JSON %s, not an object)" % (path, type(data).__name__))
-    try:
-        return RunRecord.from_dict(data)
-    except ResultsError as error:  # which of the files given: say it
-        raise ResultsError("%s: %s" % (path, error))
-    except (KeyError, TypeError, ValueError, AttributeError) as error:
-        raise ResultsError("%s is not a hangbench results file (missing or bad field %s)" % (path, error))
-
-
-def capture_environment() -> Dict[str, Any]:
-    """Where the numbers came from: interpreter, OS, kernel, CPU, packages, git commit, load."""
-    uname = platform.uname()
-    return {
-        "python": platform.python_version(),
-        "implementation": platform.python_implementation(),
-        "executable": os.path.realpath(os.sys.executable),
-        "os": platform.platform(),
-        "kernel": uname.release,
-        "machine": uname.machine,
-        "hostname": uname.node,
-        "cpu_model": _cpu_model(),
-        "cpu_count": os.cpu_count(),
-        "loadavg_at_start": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
-        "packages": _package_versions(),
-        "git_commit": _git_commit(),
-    }
-
-
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as stream:
-            for line in stream:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def _package_versions() -> Dict[str, Optional[str]]:
-    from importlib import metadata
-
-    versions: Dict[str, Optional[str]] = {}
-    for name in PACKAGES:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = None
-    return versions
-
-
-def _git_commit() -> Optional[str]:
-    here = Path(__file__).resolve().parent.parent
-    try:
-        out = subprocess.run(["git", "-C", str(here), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    if out.returncode != 0:
-        return None
-    dirty = subprocess.run(["git", "-C", str(here), "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True, timeout=5)
-    return out.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+def _json_type(value: Any) -> str:
+    names = {bool: "boolean", int: "number", float: "number", str: "string", list: "list", dict: "object"}
+    return "null" if value is None else names.get(type(value), type(value).__name__)

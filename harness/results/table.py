@@ -1,173 +1,197 @@
-"""Tables for people: the run's terminal table, its Markdown twin, and `compare`.
+"""Tables for people: the run's terminal table and its Markdown twin.
 
 One row per (strategy, start method, interpreter) case. The columns answer the product's
-question in reading order: did it work (status, hang rate, errors), how fast (throughput),
-at what tail (p50 ... max), at what cost (server CPU per 1,000 requests, peak RSS), and can the
-row be trusted (client-bound). Long forensics go to the JSON; the table gets one phrase.
+question in reading order: did it work (status, hangs, errors), how fast (throughput), at what
+tail (p50 ... max), at what cost (server CPU per 1,000 requests, peak RSS). The terminal table
+fits 120 columns: notes (client-bound, leaks, where it was stuck, why it failed) go to numbered
+lines under it, keyed by row number, and if the rows are still too wide the least needed columns
+are left out. The Markdown table has no width to fit and keeps its notes in a column. Long
+forensics go to the JSON; a table gets one phrase.
 """
 
 from __future__ import annotations
 
-import sys
-from typing import Dict, List, Optional, Sequence, Tuple
+import textwrap
+from typing import Callable, List, Optional, Sequence, Tuple
 
 from tabulate import tabulate
 
-from .records import COMPLETED, ResultsError, RunRecord, StrategyRecord, read_run
+from ..errors import MEASURED
+from .records import RunRecord, StrategyRecord
 
-HEADERS = ["strategy", "status", "ok/s", "p50 ms", "p90 ms", "p99 ms", "p99.9 ms", "max ms", "hangs", "errors", "cpu s/1k", "rss MB", "note"]
+WIDTH = 120
+# The load generator, not the server, was the bottleneck: what to try.
+CLIENT_BOUND_HINT = "client-bound: try --client-procs 2 or more, pinning (taskset), or a faster client (wrk)"
+
+Column = Tuple[str, Callable[[StrategyRecord], str]]
 
 
-def _ms(record: StrategyRecord, key: str) -> str:
-    value = record.latency_us.get(key) if record.latency_us else None
-    return "-" if not value else "%.2f" % (value / 1000.0)
+def _ms_value(value: Optional[int]) -> str:
+    if not value:
+        return "-"
+    ms = value / 1000.0
+    return "%.2f" % ms if ms < 10 else ("%.1f" % ms if ms < 100 else "%.0f" % ms)
 
 
-def _hangs(record: StrategyRecord) -> str:
+def _ms(key: str) -> Callable[[StrategyRecord], str]:
+    return lambda r: _ms_value(r.latency_us.get(key)) if r.latency_us else "-"
+
+
+def measured(record: StrategyRecord) -> bool:
+    return record.status in MEASURED or record.partial
+
+
+def hangs(record: StrategyRecord) -> str:
     """Count and share: a 0.02% hang rate must not print as 0.0."""
     count = record.requests.get("hang", 0)
     return "%d (%.3g%%)" % (count, 100 * record.hang_rate) if count else "0"
 
 
-def _errors(record: StrategyRecord) -> str:
-    kinds = [(kind, count) for kind, count in record.requests.items() if kind not in ("ok", "hang") and count]
-    return ", ".join("%s %d" % (kind, count) for kind, count in kinds) or "0"
+def _error_kinds(record: StrategyRecord) -> List[Tuple[str, int]]:
+    return [(kind, count) for kind, count in record.requests.items() if kind not in ("ok", "hang") and count]
 
 
-def case_name(record: StrategyRecord, vary: Sequence[str] = ()) -> str:
-    parts = [record.strategy]
-    if "start_method" in vary and record.start_method:
-        parts.append(record.start_method)
-    if "python" in vary and record.python:
-        parts.append("py" + record.python)
+def _errors_cell(record: StrategyRecord) -> str:
+    kinds = _error_kinds(record)
+    if len(kinds) > 1:
+        return str(sum(count for _kind, count in kinds))  # the breakdown goes to the notes
+    return ", ".join("%s %d" % kind for kind in kinds) or "0"
+
+
+def _numbers(cell: Callable[[StrategyRecord], str]) -> Callable[[StrategyRecord], str]:
+    return lambda r: cell(r) if measured(r) else "-"
+
+
+# (header, cell) in reading order; the terminal table drops OPTIONAL ones, in this order, to fit.
+# Latency columns are milliseconds (LEGEND says so under the table: short headers fit 120 columns).
+COLUMNS: List[Column] = [
+    ("status", lambda r: r.status),
+    ("ok/s", _numbers(lambda r: "%.0f" % r.throughput_rps)),
+    ("p50", _ms("p50")),
+    ("p90", _ms("p90")),
+    ("p99", _ms("p99")),
+    ("p99.9", _ms("p999")),
+    ("max", _ms("max")),
+    ("hangs", _numbers(hangs)),
+    ("errors", _numbers(_errors_cell)),
+    ("cpu/1k", lambda r: "%.2f" % r.server_cpu_s_per_1k if r.server_cpu_s_per_1k is not None else "-"),
+    ("rss MB", lambda r: "%.0f" % r.server_peak_rss_mb if r.server_peak_rss_mb is not None else "-"),
+]
+LEGEND = (
+    "latency of ok responses in ms; hangs: no complete response within the deadline; "
+    "cpu/1k: server CPU s per 1,000 requests; rss MB: server's peak memory"
+)
+OPTIONAL = ("p90", "rss MB", "cpu/1k", "p50", "max", "p99.9")
+
+
+def case_name(strategy: str, start_method: Optional[str], python: str, vary: Sequence[str] = ()) -> str:
+    """How a case is named wherever it is shown: its strategy, plus whatever varies in the run."""
+    parts = [strategy]
+    if "start_method" in vary and start_method:
+        parts.append(start_method)
+    if "python" in vary and python:
+        parts.append("py" + python)
     return "/".join(parts)
 
 
-def _varying(records: Sequence[StrategyRecord]) -> Tuple[str, ...]:
+def varying(cases: Sequence[Tuple[Optional[str], str]]) -> Tuple[str, ...]:
+    """Which of (start method, python version) differ between the cases of a run."""
     vary = []
-    if len({r.start_method for r in records if r.start_method}) > 1:
+    if len({method for method, _python in cases if method}) > 1:
         vary.append("start_method")
-    if len({r.python for r in records}) > 1:
+    if len({python for _method, python in cases}) > 1:
         vary.append("python")
     return tuple(vary)
 
 
-def _note(record: StrategyRecord) -> str:
-    notes = []
+def record_names(records: Sequence[StrategyRecord]) -> List[str]:
+    vary = varying([(r.start_method, r.python) for r in records])
+    return [case_name(r.strategy, r.start_method, r.python, vary) for r in records]
+
+
+def notes(record: StrategyRecord) -> List[str]:
+    out = []
     if record.client_bound:
-        notes.append("client-bound")
+        out.append(CLIENT_BOUND_HINT)
     if record.partial:
-        notes.append("partial")
+        out.append("partial")
     if record.stop and record.stop.get("ignored_sigterm"):
-        notes.append("ignored SIGTERM, killed")
+        out.append("ignored SIGTERM, killed")
     if record.leaks:
-        notes.append("LEAK: " + "; ".join(record.leaks))
+        out.append("LEAK: " + "; ".join(record.leaks))
     if record.stuck:
-        notes.append("stuck: " + record.stuck)
-    if record.status != COMPLETED and record.message:
-        notes.append(record.message.splitlines()[0][:80])
-    return "; ".join(notes)
+        out.append("stuck: " + record.stuck)
+    kinds = _error_kinds(record)
+    if len(kinds) > 1 and measured(record):
+        out.append("errors: " + ", ".join("%s %d" % kind for kind in kinds))
+    if record.status not in MEASURED and record.message:
+        out.append(record.message.splitlines()[0][:200])
+    return out
 
 
-def rows(records: Sequence[StrategyRecord]) -> List[List[str]]:
-    vary = _varying(records)
-    table = []
-    for r in records:
-        measured = r.status == COMPLETED or r.partial
-        table.append(
-            [
-                case_name(r, vary),
-                r.status,
-                "%.0f" % r.throughput_rps if measured else "-",
-                _ms(r, "p50"),
-                _ms(r, "p90"),
-                _ms(r, "p99"),
-                _ms(r, "p999"),
-                _ms(r, "max"),
-                _hangs(r) if measured else "-",
-                _errors(r) if measured else "-",
-                "%.2f" % r.server_cpu_s_per_1k if r.server_cpu_s_per_1k is not None else "-",
-                "%.0f" % r.server_peak_rss_mb if r.server_peak_rss_mb is not None else "-",
-                _note(r),
-            ]
-        )
-    return table
+def rows(records: Sequence[StrategyRecord], columns: Sequence[Column] = COLUMNS) -> List[List[str]]:
+    return [
+        [name] + [cell(r) for _header, cell in columns] for name, r in zip(record_names(records), records, strict=True)
+    ]
 
 
-def terminal_table(records: Sequence[StrategyRecord]) -> str:
-    return tabulate(rows(records), headers=HEADERS, tablefmt="simple", disable_numparse=True)
+def terminal_table(records: Sequence[StrategyRecord], width: int = WIDTH) -> str:
+    """The table, then one line (wrapped) per row that has notes: `[n] note; note`."""
+    columns = list(COLUMNS)
+    numbered = [[str(i), *row] for i, row in enumerate(rows(records, columns), 1)]
+    text = _simple(numbered, columns)
+    for header in OPTIONAL:
+        if _widest(text) <= width:
+            break
+        columns = [c for c in columns if c[0] != header]
+        numbered = [[str(i), *row] for i, row in enumerate(rows(records, columns), 1)]
+        text = _simple(numbered, columns)
+    lines = [text, ""]
+    for i, found in enumerate((notes(r) for r in records), 1):
+        if found:
+            lines.extend(_wrap("[%d] %s" % (i, "; ".join(found)), width))
+    lines.extend(_wrap(LEGEND, width))
+    return "\n".join(lines)
+
+
+def _wrap(text: str, width: int) -> List[str]:
+    return textwrap.wrap(text, width, subsequent_indent="    ", break_long_words=True, break_on_hyphens=False)
+
+
+def _simple(table: List[List[str]], columns: Sequence[Column]) -> str:
+    """tabulate's "simple" layout, without the padding it adds to every header (which alone
+    would take 30 of the 120 columns)."""
+    headers = ["#", "strategy"] + [header for header, _cell in columns]
+    widths = [max(len(row[i]) for row in [headers, *table]) for i in range(len(headers))]
+    lines = [headers, ["-" * width for width in widths], *table]
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in lines
+    )
+
+
+def _widest(text: str) -> int:
+    return max((len(line) for line in text.splitlines()), default=0)
 
 
 def markdown(run: RunRecord, command: str) -> str:
     env = run.environment
+    table = [[*row, "; ".join(notes(r))] for row, r in zip(rows(run.strategies), run.strategies, strict=True)]
+    headers = ["strategy"] + [header for header, _cell in COLUMNS] + ["note"]
     lines = [
         "# hangbench run %s%s" % (run.created, " (partial)" if run.partial else ""),
         "",
         "Command: `%s`" % command,
         "",
-        "Machine: %s, %s CPUs, %s, Python %s (harness)." % (env.get("cpu_model"), env.get("cpu_count"), env.get("os"), env.get("python")),
+        "Machine: %s, %s CPUs, %s, Python %s (harness)."
+        % (env.get("cpu_model"), env.get("cpu_count"), env.get("os"), env.get("python")),
         "",
-        tabulate(rows(run.strategies), headers=HEADERS, tablefmt="github", disable_numparse=True),
+        tabulate(table, headers=headers, tablefmt="github", disable_numparse=True),
         "",
         "ok/s: complete 2xx responses per second of measurement. Latency of ok responses from an "
-        "HdrHistogram. hang: no complete response within the deadline (%ss). cpu s/1k: server CPU "
-        "seconds (whole process tree) per 1,000 requests. client-bound: the load generator, not "
-        "the server, used a whole core." % run.config.get("deadline_s", "?"),
+        "HdrHistogram, in ms. hang: no complete response within the deadline (%ss). cpu/1k: server CPU "
+        "seconds (whole process tree) per 1,000 requests. no-response: not one request got a "
+        "response. client-bound: the load generator, not the server, was the bottleneck."
+        % run.config.get("deadline_s", "?"),
         "",
     ]
     return "\n".join(lines)
-
-
-def _key(record: StrategyRecord) -> Tuple[str, str, str]:
-    return (record.strategy, record.start_method or "", record.python)
-
-
-def _pct_change(before: float, after: float) -> str:
-    if before == 0:
-        return "n/a" if after == 0 else "new"
-    return "%+.1f%%" % (100.0 * (after - before) / before)
-
-
-def compare_runs(baseline: RunRecord, candidate: RunRecord) -> str:
-    before: Dict[Tuple[str, str, str], StrategyRecord] = {_key(r): r for r in baseline.strategies}
-    after: Dict[Tuple[str, str, str], StrategyRecord] = {_key(r): r for r in candidate.strategies}
-    vary = _varying(list(before.values()) + list(after.values()))
-    table = []
-    for key in list(before) + [k for k in after if k not in before]:
-        a: Optional[StrategyRecord] = before.get(key)
-        b: Optional[StrategyRecord] = after.get(key)
-        name = case_name((a or b), vary)  # type: ignore[arg-type]
-        if a is None or b is None:
-            table.append([name, "only in " + ("candidate" if a is None else "baseline"), "", "", "", "", "", ""])
-            continue
-        p99_a, p99_b = a.latency_us.get("p99", 0), b.latency_us.get("p99", 0)
-        table.append(
-            [
-                name,
-                a.status if a.status == b.status else "%s -> %s" % (a.status, b.status),
-                "%.0f -> %.0f" % (a.throughput_rps, b.throughput_rps),
-                _pct_change(a.throughput_rps, b.throughput_rps),
-                "%.2f -> %.2f" % (p99_a / 1000.0, p99_b / 1000.0),
-                _pct_change(p99_a, p99_b),
-                "%.1f -> %.1f" % (100 * a.hang_rate, 100 * b.hang_rate),
-                "%+.1f" % (100 * (b.hang_rate - a.hang_rate)),
-            ]
-        )
-    headers = ["strategy", "status", "ok/s", "change", "p99 ms", "change", "hang %", "change (pts)"]
-    notes = []
-    if baseline.environment.get("cpu_model") != candidate.environment.get("cpu_model"):
-        notes.append("note: the two runs were made on different CPUs; compare with care.")
-    return "\n".join([tabulate(table, headers=headers, tablefmt="simple", disable_numparse=True)] + notes)
-
-
-def compare_files(baseline_path: str, candidate_path: str) -> int:
-    from ..cli import UsageError
-
-    try:
-        baseline, candidate = read_run(baseline_path), read_run(candidate_path)
-    except ResultsError as error:
-        raise UsageError(str(error))
-    print("baseline:  %s (%s)\ncandidate: %s (%s)\n" % (baseline_path, baseline.created, candidate_path, candidate.created))
-    print(compare_runs(baseline, candidate))
-    sys.stdout.flush()
-    return 0
