@@ -4,6 +4,7 @@
     python -m harness serve --strategy NAME      one strategy as an ordinary HTTP/1.1 server
     python -m harness list                       strategies, built-in and plugged in
     python -m harness compare A.json B.json      change between two saved runs
+    python -m harness report A.json [B.json …]   one HTML page (or CSV) of saved runs
 
 The installed `hangbench` command is the same entry point; usage lines name whichever of the two
 was typed. Errors a user can cause -- argparse's own included -- end with one line on stderr,
@@ -21,7 +22,7 @@ from .errors import ERROR_PREFIX, UsageError, prog_name
 from .run_options import DefaultsFormatter, add_run_options
 from .server.process import build_parser as build_serve_parser
 
-COMMANDS = ("run", "serve", "list", "compare")
+COMMANDS = ("run", "serve", "list", "compare", "report")
 HELP = ("-h", "--help")
 
 
@@ -59,6 +60,15 @@ def build_parser(prog: Optional[str] = None) -> argparse.ArgumentParser:
     compare = sub.add_parser("compare", help="compare two saved results files")
     compare.add_argument("baseline", help="results JSON file")
     compare.add_argument("candidate", help="results JSON file")
+    report = sub.add_parser(
+        "report",
+        help="an HTML page (or CSV) of saved results; two or more files: compared",
+        formatter_class=DefaultsFormatter,
+    )
+    report.add_argument("results", nargs="+", help="results JSON file(s)")
+    report.add_argument("--output", "-o", default=None, help="output file (default: the first file with .html/.csv)")
+    report.add_argument("--format", default="html", choices=["html", "csv"], help="what to write")
+    report.add_argument("--png", default=None, metavar="DIR", help="also write every plot as a PNG into DIR")
     return parser
 
 
@@ -92,6 +102,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         from .results.compare import compare_files
 
         return compare_files(args.baseline, args.candidate)
+    if args.command == "report":
+        from .report import report_command
+
+        return report_command(args.results, args.output, args.format, args.png)
     from .run import run_benchmark
 
     return run_benchmark(args)

@@ -118,6 +118,7 @@ def test_a_run_without_any_ok_response_plans_no_plot() -> None:
 def test_report_command_writes_next_to_the_input_and_fails_in_one_sentence(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], no_matplotlib: None
 ) -> None:
+    from harness.cli import main
     from harness.report import report_command
 
     source = tmp_path / "run.json"
@@ -127,7 +128,8 @@ def test_report_command_writes_next_to_the_input_and_fails_in_one_sentence(
     assert report_command([str(source)], fmt="csv") == 0
     assert (tmp_path / "run.csv").read_text(encoding="utf-8").startswith("file,created,case")
     capsys.readouterr()
-    assert report_command([str(tmp_path / "nope.json")]) == 2
-    assert report_command([str(source)], png_dir=str(tmp_path / "png")) == 2  # no matplotlib
+    assert main(["report", str(tmp_path / "nope.json")]) == 2
+    assert main(["report", str(source), "--png", str(tmp_path / "png")]) == 2  # no matplotlib
     errors = capsys.readouterr().err.splitlines()
     assert len(errors) == 2 and "does not exist" in errors[0] and "pip install" in errors[1]
+    assert all(line.startswith("hangbench: error: ") for line in errors)

@@ -15,10 +15,10 @@ read, and `write_pngs` raises it when matplotlib is missing. Plotting needs the 
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from ..errors import UsageError
 from . import plots
 from .csv_export import write_csv
 from .data import ReportError, load_runs
@@ -49,21 +49,18 @@ def report_command(
     """`python -m harness report A.json [B.json ...] [-o OUT] [--format html|csv] [--png DIR]`.
 
     The output defaults to the first file with the format's suffix. Returns the exit status:
-    0, or 2 with one sentence on stderr for input the user can fix (a missing or foreign file,
-    PNGs without matplotlib)."""
+    0; input the user can fix (a missing or foreign file, PNGs without matplotlib) raises
+    UsageError, which the command line reports in one sentence with exit status 2."""
     if fmt not in ("html", "csv"):
-        print("hangbench: --format must be html or csv (got %r)" % fmt, file=sys.stderr)
-        return 2
+        raise UsageError("--format must be html or csv (got %r)" % fmt)
     if not paths:
-        print("hangbench: report needs at least one results file", file=sys.stderr)
-        return 2
+        raise UsageError("report needs at least one results file")
     out = Path(output) if output else Path(paths[0]).with_suffix("." + fmt)
     try:
         (write_html if fmt == "html" else write_csv)(paths, out)
         written = write_pngs(paths, Path(png_dir)) if png_dir else []
     except (ReportError, OSError) as error:
-        print("hangbench: %s" % error, file=sys.stderr)
-        return 2
+        raise UsageError(str(error)) from None
     print("hangbench: wrote %s%s" % (out, " and %d PNG file(s) in %s" % (len(written), png_dir) if png_dir else ""))
     return 0
 
