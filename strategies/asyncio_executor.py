@@ -8,28 +8,17 @@ and response) or a thread pool (`--executor thread`). The executor has `--worker
 from __future__ import annotations
 
 import asyncio
-import multiprocessing
-import signal
 import socket
-from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
-from typing import Set
+from concurrent.futures import Executor, ThreadPoolExecutor
+from typing import Any, Dict
 
 from harness.server.app import App, handle
 from harness.server.connection import serve_asyncio
 from harness.server.protocol import Request, Response
-from harness.server.strategy import ServeOptions, Strategy
-from harness.server.worker import init_worker
+from harness.server.strategy import ServeOptions, Strategy, StrategyOption
+from harness.server.workers import shutdown_executor
 
-
-def make_executor(options: ServeOptions) -> Executor:
-    if options.executor == "thread":
-        return ThreadPoolExecutor(options.workers, "hangbench-executor")
-    context = multiprocessing.get_context(options.start_method)
-    return ProcessPoolExecutor(options.workers, mp_context=context, initializer=init_worker)
-
-
-def _ready() -> None:
-    """A no-op task: submitting `workers` of them starts the executor's workers."""
+STOP_WAIT_S = 2.0  # for open connections to end once their transports are closed
 
 
 class AsyncioExecutor(Strategy):
@@ -37,43 +26,51 @@ class AsyncioExecutor(Strategy):
     summary = "asyncio streams server; handler via run_in_executor (process pool by default, --executor thread)"
     uses_multiprocessing = True
     default_workers = 8
+    strategy_options = (StrategyOption("executor", "process", ("process", "thread"), "where the handler runs"),)
 
     def serve(self, listener: socket.socket, app: App, options: ServeOptions) -> None:
-        asyncio.run(self._serve(listener, app, options))
+        executor: Executor
+        if self.option("executor") == "thread":
+            executor = ThreadPoolExecutor(options.workers, "hangbench-executor")
+        else:  # all workers started now, before the first accept; shut down by the base
+            executor = self.process_pool_executor(options.workers)
+        try:
+            asyncio.run(self._serve(listener, app, options, executor))
+        finally:
+            if isinstance(executor, ThreadPoolExecutor):  # the base stops its process pool
+                shutdown_executor(executor)
 
-    async def _serve(self, listener: socket.socket, app: App, options: ServeOptions) -> None:
+    async def _serve(self, listener: socket.socket, app: App, options: ServeOptions, executor: Executor) -> None:
         loop = asyncio.get_running_loop()
         stop = asyncio.Event()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, stop.set)
-        executor = make_executor(options)
-        # ProcessPoolExecutor starts its workers at the first submit. Started after clients
-        # connect, forked workers would inherit those clients' sockets, and the parent's
-        # close() would then send no FIN. Start them now, before the first accept.
-        await asyncio.gather(*(loop.run_in_executor(executor, _ready) for _ in range(options.workers)))
 
-        writers: Set[asyncio.StreamWriter] = set()
+        def on_stop() -> None:
+            loop.remove_reader(self.stop_fd)  # level-triggered: once is enough
+            stop.set()
+
+        loop.add_reader(self.stop_fd, on_stop)
+        tasks: Dict[asyncio.StreamWriter, Any] = {}  # each connection's writer -> its task
 
         async def run(app: App, request: Request) -> Response:
             return await loop.run_in_executor(executor, handle, app, request)
 
         async def connected(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            writers.add(writer)
+            tasks[writer] = asyncio.current_task()
             try:
                 await serve_asyncio(reader, writer, app, run, options.idle_timeout_s)
             finally:
-                writers.discard(writer)
+                del tasks[writer]
 
         try:
             server = await asyncio.start_server(connected, sock=listener, backlog=options.backlog)
             async with server:
                 await stop.wait()
                 # Since 3.12.1 leaving `async with server` waits for every connection to
-                # close; idle keep-alive clients would hold the stop for --idle-timeout.
-                for writer in list(writers):
+                # close; idle keep-alive clients would hold the stop for --idle-timeout. Closed,
+                # they end by themselves (bounded), rather than being cancelled by asyncio.run.
+                for writer in list(tasks):
                     writer.close()
+                if tasks:
+                    await asyncio.wait(list(tasks.values()), timeout=STOP_WAIT_S)
         finally:
-            try:
-                executor.shutdown(wait=False, cancel_futures=True)
-            except TypeError:  # pragma: no cover - Python 3.8
-                executor.shutdown(wait=False)
+            loop.remove_reader(self.stop_fd)  # a no-op after on_stop

@@ -9,7 +9,6 @@ what gevent warns against.
 
 from __future__ import annotations
 
-import signal
 import socket
 
 from harness.server.app import App
@@ -19,8 +18,9 @@ from harness.server.strategy import ServeOptions, Strategy
 
 class GeventServer(Strategy):
     name = "gevent"
-    summary = "gevent StreamServer, one greenlet per connection from a bounded pool; monkey-patched in the server process only"
+    summary = "gevent StreamServer, a greenlet per connection from a bounded pool; monkey-patched in the server only"
     default_workers = 1000  # greenlets are cheap; the pool bounds memory, not concurrency of work
+    max_workers = 100_000
 
     def serve(self, listener: socket.socket, app: App, options: ServeOptions) -> None:
         from gevent import monkey
@@ -39,8 +39,7 @@ class GeventServer(Strategy):
 
         cooperative = gsocket.socket(listener.family, listener.type, fileno=listener.detach())
         server = StreamServer(cooperative, handle, spawn=Pool(options.workers))
-        # gevent's own signal handling: a Python-level handler raising in whichever greenlet
-        # runs would kill the hub instead of stopping the server.
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            gevent.signal_handler(signum, server.stop, timeout=2)
+        # The stop handler only writes to the stop fd (it raises nothing into a greenlet, which
+        # would kill the hub); a greenlet waits on that fd cooperatively and stops the server.
+        gevent.spawn(lambda: (gsocket.wait_read(self.stop_fd), server.stop(timeout=2)))
         server.serve_forever()

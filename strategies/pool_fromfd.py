@@ -24,8 +24,7 @@ from harness.server import log
 from harness.server.app import App
 from harness.server.connection import serve_blocking
 from harness.server.strategy import ServeOptions, Strategy
-
-from .pool_socket import article_pool, report_failure
+from harness.server.workers import log_task_failure
 
 
 def describe_fd(fd: int) -> str:
@@ -65,10 +64,11 @@ class PoolFromFd(Strategy):
     broken = "the fd number means nothing in a pool worker started before accept(): EBADF or ENOTSOCK, no response ever"
     uses_multiprocessing = True
     default_workers = 16
+    interrupt_on_stop = True  # the article's blocking `while True: accept()` never looks at a stop flag
 
     def serve(self, listener: socket.socket, app: App, options: ServeOptions) -> None:
         logger = log.get()
-        with article_pool(options) as pool:
+        with self.pool() as pool:  # the article's `multiprocessing.Pool(16)`
             while True:
                 try:
                     clientsocket, addr = listener.accept()
@@ -76,7 +76,7 @@ class PoolFromFd(Strategy):
                     pool.apply_async(
                         start_request,
                         (clientsocket_fd, addr, app, options.idle_timeout_s),
-                        error_callback=report_failure,
+                        error_callback=log_task_failure,
                     )
                 except Exception as error:  # as in the article
                     logger.exception(error)

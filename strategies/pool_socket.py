@@ -15,64 +15,19 @@ Linux. Two faults of the original are kept on purpose:
 
 from __future__ import annotations
 
-import contextlib
-import multiprocessing
 import socket
-from typing import Any, Iterator, Tuple
+from typing import Any, Tuple
 
 from harness.server import log
 from harness.server.app import App
 from harness.server.connection import serve_blocking
 from harness.server.strategy import ServeOptions, Strategy
-from harness.server.worker import init_worker
+from harness.server.workers import log_task_failure
 
 
 def start_request(app: App, clientsocket: socket.socket, addr: Tuple[Any, ...], idle_timeout_s: float) -> None:
     """Runs in a pool worker: serve the connection, then close the worker's copy."""
     serve_blocking(clientsocket, app, idle_timeout_s)
-
-
-def report_failure(error: BaseException) -> None:
-    """Observation only: the article passes no error_callback, so failures vanish silently."""
-    log.get().warning("pool task failed: {}: {}", type(error).__name__, error)
-
-
-TERMINATE_TIMEOUT_S = 3.0
-
-
-@contextlib.contextmanager
-def article_pool(options: ServeOptions) -> Iterator[Any]:
-    """`multiprocessing.Pool(16)` as in the article, with the start method set explicitly."""
-    pool = multiprocessing.get_context(options.start_method).Pool(processes=options.workers, initializer=init_worker)
-    try:
-        yield pool
-    finally:
-        terminate_bounded(pool)
-
-
-def terminate_bounded(pool: Any) -> None:
-    """`pool.terminate()`, but never for ever.
-
-    A SIGTERM sent to the whole process group (systemd, `kill -- -PGID`) can kill a worker
-    while it holds the pool's task-queue lock; `terminate()` then waits for that lock for
-    ever (`Pool._help_stuff_finish`). Past the timeout the workers are SIGKILLed and the
-    server exits without waiting for the stuck clean-up thread.
-    """
-    import os
-    import signal
-    import threading
-
-    workers = [p.pid for p in getattr(pool, "_pool", []) if p.pid]
-    done = threading.Thread(target=lambda: (pool.terminate(), pool.join()), daemon=True)
-    done.start()
-    done.join(TERMINATE_TIMEOUT_S)
-    if done.is_alive():
-        log.get().warning("pool.terminate() is stuck (a worker died holding a pool lock); killing the workers")
-        for pid in workers + [p.pid for p in getattr(pool, "_pool", []) if p.pid]:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except OSError:
-                pass
 
 
 class PoolSocket(Strategy):
@@ -86,15 +41,18 @@ class PoolSocket(Strategy):
     )
     uses_multiprocessing = True
     default_workers = 16
+    interrupt_on_stop = True  # the article's blocking `while True: accept()` never looks at a stop flag
 
     def serve(self, listener: socket.socket, app: App, options: ServeOptions) -> None:
         logger = log.get()
-        with article_pool(options) as pool:
+        with self.pool() as pool:  # the article's `multiprocessing.Pool(16)`, start method set explicitly
             while True:
                 try:
                     clientsocket, addr = listener.accept()
-                    pool.apply_async(
-                        start_request, (app, clientsocket, addr, options.idle_timeout_s), error_callback=report_failure
+                    pool.apply_async(  # error_callback: observation only, the article has none
+                        start_request,
+                        (app, clientsocket, addr, options.idle_timeout_s),
+                        error_callback=log_task_failure,
                     )
                 except Exception as error:  # as in the article: log and keep accepting
                     logger.exception(error)

@@ -17,21 +17,19 @@ per accept. Inside a worker a selector reactor with a small thread pool serves t
 from __future__ import annotations
 
 import array
-import multiprocessing
-import os
 import select
 import socket
-from typing import List, Sequence
+from typing import List
 
 from harness.server import log
 from harness.server.app import App
 from harness.server.reactor import Reactor
-from harness.server.strategy import ServeOptions, Strategy
-from harness.server.worker import init_worker
+from harness.server.strategy import ServeOptions, Strategy, WorkerProcess
 
 THREADS_PER_WORKER = 16
 CHANNEL_TIMEOUT_S = 5.0
 MAX_FDS_PER_MESSAGE = 16
+WAKE_UP_S = 1.0  # the accept loop's select also wakes on the stop fd; this only bounds it
 
 
 def send_fd(channel: socket.socket, fd: int) -> None:
@@ -63,13 +61,7 @@ def recv_fds(channel: socket.socket) -> List[int]:
     return list(fds)
 
 
-def worker_main(channel: socket.socket, app: App, options: ServeOptions, inherited: Sequence[int]) -> None:
-    init_worker()
-    for fd in inherited:  # fork only: the listener and the other workers' channels
-        try:
-            os.close(fd)
-        except OSError:
-            pass
+def worker_main(channel: socket.socket, app: App, options: ServeOptions) -> None:
     channel.settimeout(CHANNEL_TIMEOUT_S)
 
     def notify_closed() -> None:
@@ -89,17 +81,14 @@ def worker_main(channel: socket.socket, app: App, options: ServeOptions, inherit
         reactor.close()
 
 
-class _Worker:
-    def __init__(self, process: multiprocessing.process.BaseProcess, channel: socket.socket) -> None:
-        self.process = process
-        self.channel = channel
-        self.open_connections = 0
-
-    def collect_closes(self) -> None:
+def pick(workers: List[WorkerProcess]) -> WorkerProcess:
+    """The worker with the fewest open connections, after draining each one's close notices."""
+    for worker in workers:
         try:
-            self.open_connections -= len(self.channel.recv(4096, socket.MSG_DONTWAIT))
+            worker.load -= len(worker.channel.recv(4096, socket.MSG_DONTWAIT))
         except (BlockingIOError, InterruptedError):
             pass
+    return min(workers, key=lambda w: w.load)
 
 
 class ScmRights(Strategy):
@@ -109,54 +98,25 @@ class ScmRights(Strategy):
     default_workers = 2
 
     def serve(self, listener: socket.socket, app: App, options: ServeOptions) -> None:
-        workers = self._start_workers(listener, app, options)
+        workers = self.start_processes(options.workers, worker_main, (app, options), channel=True)
+        for worker in workers:
+            worker.channel.setblocking(False)  # closes are drained with a recv that must never wait
+        listener.setblocking(False)
         logger = log.get()
-        try:
-            while workers:
+        while workers and not self.stopping:
+            try:
                 conn, _addr = listener.accept()
-                worker = self._pick(workers)
-                try:
-                    send_fd(worker.channel, conn.fileno())
-                    worker.open_connections += 1
-                except OSError as error:
-                    logger.error("worker {} is gone ({}); {} left", worker.process.pid, error, len(workers) - 1)
-                    workers.remove(worker)
-                finally:
-                    conn.close()  # the worker now holds the only reference
+            except (BlockingIOError, InterruptedError):
+                select.select([listener.fileno(), self.stop_fd], [], [], WAKE_UP_S)
+                continue
+            worker = pick(workers)
+            try:
+                send_fd(worker.channel, conn.fileno())
+                worker.load += 1
+            except OSError as error:
+                logger.error("worker {} is gone ({}); {} left", worker.pid, error, len(workers) - 1)
+                workers.remove(worker)
+            finally:
+                conn.close()  # the worker now holds the only reference
+        if not workers:
             logger.error("every worker has died; stopping")
-        finally:
-            self._stop_workers(workers)
-
-    @staticmethod
-    def _pick(workers: List[_Worker]) -> _Worker:
-        for worker in workers:
-            worker.collect_closes()
-        return min(workers, key=lambda w: w.open_connections)
-
-    @staticmethod
-    def _start_workers(listener: socket.socket, app: App, options: ServeOptions) -> List[_Worker]:
-        context = multiprocessing.get_context(options.start_method)
-        workers: List[_Worker] = []
-        for _ in range(options.workers):
-            parent_end, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-            # Under fork the child inherits every fd of the parent; it closes those it must
-            # not hold (else a worker would keep its siblings' channels and the listener open).
-            inherited = [listener.fileno()] + [w.channel.fileno() for w in workers] + [parent_end.fileno()]
-            inherited = inherited if options.start_method == "fork" else []
-            process = context.Process(target=worker_main, args=(child_end, app, options, inherited), daemon=True)
-            process.start()
-            child_end.close()
-            # Non-blocking: closes are drained with a recv that must never wait.
-            parent_end.setblocking(False)
-            workers.append(_Worker(process, parent_end))
-        return workers
-
-    @staticmethod
-    def _stop_workers(workers: List[_Worker], grace_s: float = 2.0) -> None:
-        for worker in workers:
-            worker.channel.close()  # EOF on the channel tells the worker to stop
-        for worker in workers:
-            worker.process.join(grace_s)
-            if worker.process.is_alive():
-                worker.process.terminate()
-                worker.process.join(grace_s)

@@ -38,7 +38,7 @@ class Threads(Strategy):
 
     def serve(self, listener: socket.socket, app: App, options: ServeOptions) -> None:
         listener.setblocking(False)
-        reactor = Reactor(app, options.workers, options.idle_timeout_s, options.io_timeout_s)
+        reactor = Reactor(app, options.workers, options.idle_timeout_s, options.io_timeout_s, stop_fd=self.stop_fd)
         reactor.add_source(listener, lambda: accept_ready(listener))
         try:
             reactor.run()

@@ -15,7 +15,7 @@ import sysconfig
 from pathlib import Path
 
 import pytest
-from helpers import REPO, HttpClient, get, run_cli
+from helpers import REPO, HttpClient, get, request_bytes, run_cli
 
 from harness.server.strategy import BUILTINS, StrategyError, discover, load_spec, resolve
 
@@ -23,7 +23,9 @@ EXAMPLE = REPO / "examples" / "fork-per-connection"
 EXAMPLE_SPEC = "hangbench_fork:ForkPerConnection"
 
 FILE_PLUGIN = '''
-"""A test plugin: serves connections one at a time in the main thread."""
+"""A test plugin: serves connections one at a time in the main thread, until asked to stop."""
+import select
+
 from harness.server.connection import serve_blocking
 from harness.server.strategy import Strategy
 
@@ -33,9 +35,13 @@ class OneAtATime(Strategy):
     summary = "test plugin: one connection at a time"
 
     def serve(self, listener, app, options):
-        for _ in range(1000):
-            conn, _addr = listener.accept()
-            serve_blocking(conn, app, 5.0)
+        for _ in range(100000):
+            ready = select.select([listener.fileno(), self.stop_fd], [], [], 1.0)[0]
+            if self.stopping:
+                return
+            if listener.fileno() in ready:
+                conn, _addr = listener.accept()
+                serve_blocking(conn, app, 5.0)
 '''
 
 BROKEN_PLUGIN = """
@@ -76,7 +82,7 @@ def test_builtins_are_all_discovered_and_load() -> None:
     registry = discover()
     for name in BUILTINS:
         assert registry[name].cls is not None and registry[name].error is None, registry[name]
-        assert registry[name].cls.name == name
+        assert getattr(registry[name].cls, "name", None) == name
 
 
 def test_load_spec_module_class(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -97,11 +103,15 @@ def test_load_spec_file_with_and_without_class(tmp_path: Path) -> None:
     "source, spec_suffix, message",
     [
         (BROKEN_PLUGIN, "", "ModuleNotFoundError"),
-        ("x = 1\n", "", "defines 0 Strategy subclasses"),
+        ("x = 1\n", "", "defines 0 concrete Strategy subclasses"),
         (FILE_PLUGIN, ":Missing", "has no attribute 'Missing'"),
         ("class NotAStrategy:\n    name = 'x'\n", ":NotAStrategy", "is not a subclass"),
-        ("from harness.server.strategy import Strategy\nclass Nameless(Strategy):\n    pass\n", "", "has no `name`"),
-        (FILE_PLUGIN + "\nclass Two(OneAtATime):\n    name = 'two'\n", "", "defines 2 Strategy subclasses"),
+        (
+            "from harness.server.strategy import Strategy\nclass Nameless(Strategy):\n    pass\n",
+            "",
+            "StrategyDefinitionError: strategy class Nameless: `name` must be a non-empty string",
+        ),
+        (FILE_PLUGIN + "\nclass Two(OneAtATime):\n    name = 'two'\n", "", "defines 2 concrete Strategy subclasses"),
     ],
     ids=["import-error", "no-strategy", "missing-attribute", "not-a-strategy", "no-name", "two-strategies"],
 )
@@ -126,7 +136,7 @@ def test_broken_plugin_is_listed_with_its_error_and_others_still_work(tmp_path: 
     good = tmp_path / "inproc_good.py"
     good.write_text(FILE_PLUGIN)
     registry = discover([str(broken), str(good)])
-    assert registry[str(broken)].error and "hangbench_test_no_such_dependency" in registry[str(broken)].error
+    assert "hangbench_test_no_such_dependency" in str(registry[str(broken)].error)
     assert registry["one-at-a-time"].cls is not None
     assert resolve("threads", registry).cls is not None
     with pytest.raises(StrategyError, match="cannot be loaded"):
@@ -157,7 +167,7 @@ def test_cli_list_shows_builtins_and_broken_marks() -> None:
 def test_cli_list_plugin_module_class() -> None:
     result = run_cli("list", "--plugin", EXAMPLE_SPEC, extra_path=[EXAMPLE])
     assert result.returncode == 0, result.stderr
-    [line] = [l for l in result.stdout.splitlines() if l.startswith("fork-per-connection")]
+    [line] = [ln for ln in result.stdout.splitlines() if ln.startswith("fork-per-connection")]
     assert "[plugin: %s]" % EXAMPLE_SPEC in line
 
 
@@ -165,7 +175,7 @@ def test_cli_list_plugin_file(plugin_dir: Path) -> None:
     path = plugin_dir / "good_plugin.py"
     result = run_cli("list", "--plugin", str(path))
     assert result.returncode == 0, result.stderr
-    [line] = [l for l in result.stdout.splitlines() if l.startswith("one-at-a-time")]
+    [line] = [ln for ln in result.stdout.splitlines() if ln.startswith("one-at-a-time")]
     assert "[plugin: %s]" % path in line
 
 
@@ -178,15 +188,15 @@ def test_cli_list_broken_plugins_with_their_errors(plugin_dir: Path) -> None:
     assert "Traceback" not in result.stdout + result.stderr
     lines = result.stdout.splitlines()
     # the broken entry point, under its entry-point name
-    [ep_line] = [l for l in lines if l.startswith("broken ")]
+    [ep_line] = [ln for ln in lines if ln.startswith("broken ")]
     assert "[entry point, failed to load]" in ep_line and "hangbench_test_no_such_dependency" in ep_line
     # the broken file, under its path
-    [file_line] = [l for l in lines if l.startswith(str(broken_file))]
+    [file_line] = [ln for ln in lines if ln.startswith(str(broken_file))]
     assert "[plugin, failed to load]" in file_line and "ModuleNotFoundError" in file_line
     # and everything else still there
-    assert any(l.startswith("one-at-a-time") for l in lines)
+    assert any(ln.startswith("one-at-a-time") for ln in lines)
     for name in BUILTINS:
-        assert any(l.startswith(name) for l in lines), name
+        assert any(ln.startswith(name) for ln in lines), name
 
 
 def test_cli_serve_broken_entry_point_is_one_sentence(plugin_dir: Path) -> None:
@@ -208,7 +218,7 @@ def test_cli_serve_unknown_strategy_suggests_nearest(name: str, suggestion: str)
     assert_one_sentence_error(result, "unknown strategy %r" % name, "Did you mean", suggestion)
 
 
-def test_serve_file_plugin_beside_a_broken_one(plugin_dir: Path, server_factory) -> None:  # type: ignore[no-untyped-def]
+def test_serve_file_plugin_beside_a_broken_one(plugin_dir: Path, server_factory) -> None:
     server = server_factory(
         "one-at-a-time",
         "--plugin",
@@ -225,7 +235,7 @@ def test_serve_file_plugin_beside_a_broken_one(plugin_dir: Path, server_factory)
 # --------------------------------------------------------------------------- the example plugin, served
 
 
-def test_example_plugin_serves(server_factory) -> None:  # type: ignore[no-untyped-def]
+def test_example_plugin_serves(server_factory) -> None:
     server = server_factory(EXAMPLE_SPEC, workers=4, extra_path=[EXAMPLE])
     assert server.ready["strategy"] == "fork-per-connection"
     response = get(server.port, "/work?bytes=100")
@@ -239,7 +249,7 @@ def test_example_plugin_serves(server_factory) -> None:  # type: ignore[no-untyp
     clients = [HttpClient(server.port) for _ in range(6)]
     try:
         for client in clients:
-            client.send(b"GET /work?sleep_ms=50&bytes=2 HTTP/1.1\r\nConnection: close\r\n\r\n")
+            client.send(request_bytes("/work?sleep_ms=50&bytes=2", [("Connection", "close")]))
         assert [client.read_response().body for client in clients] == [b"xx"] * 6
     finally:
         for client in clients:
@@ -249,7 +259,7 @@ def test_example_plugin_serves(server_factory) -> None:  # type: ignore[no-untyp
     assert left == []
 
 
-def test_example_plugin_stop_kills_children_mid_connection(server_factory) -> None:  # type: ignore[no-untyped-def]
+def test_example_plugin_stop_kills_children_mid_connection(server_factory) -> None:
     server = server_factory(EXAMPLE_SPEC, "--idle-timeout", "60", workers=4, extra_path=[EXAMPLE])
     with HttpClient(server.port) as idle:  # a keep-alive child that would idle for a minute
         assert idle.get("/").status == 200
@@ -261,7 +271,7 @@ def test_example_plugin_stop_kills_children_mid_connection(server_factory) -> No
 
 
 @pytest.mark.slow
-def test_example_plugin_installed_is_found_through_its_entry_point(tmp_path: Path, server_factory) -> None:  # type: ignore[no-untyped-def]
+def test_example_plugin_installed_is_found_through_its_entry_point(tmp_path: Path, server_factory) -> None:
     """pip-install the example into a fresh venv (offline), then list and serve it by name.
 
     The venv sees this environment's packages (hangbench, setuptools for the build) through a
@@ -307,10 +317,30 @@ def test_example_plugin_installed_is_found_through_its_entry_point(tmp_path: Pat
 
     listed = run_cli("list", python=str(python))
     assert listed.returncode == 0, listed.stderr
-    [line] = [l for l in listed.stdout.splitlines() if l.startswith("fork-per-connection")]
+    [line] = [ln for ln in listed.stdout.splitlines() if ln.startswith("fork-per-connection")]
     assert "[entry point: %s]" % EXAMPLE_SPEC in line
     # ... and the environment running the tests was left alone.
-    assert not any(l.startswith("fork-per-connection") for l in run_cli("list").stdout.splitlines())
+    assert not any(ln.startswith("fork-per-connection") for ln in run_cli("list").stdout.splitlines())
 
     server = server_factory("fork-per-connection", workers=2, python=str(python))
     assert get(server.port, "/work?bytes=3").body == b"xxx"
+
+
+def test_entry_point_under_another_name_is_registered_under_the_class_name(
+    plugin_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    dist = plugin_dir / "hangbench_alias_ep-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: hangbench-alias-ep\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text("[harness.strategies]\nalias = good_plugin:OneAtATime\n")
+    monkeypatch.syspath_prepend(str(plugin_dir))
+    registry = discover()
+    entry = registry["one-at-a-time"]
+    assert entry.registered_as == "alias" and entry.note == "entry point 'alias' names it 'one-at-a-time'"
+    assert "alias" not in registry
+    with pytest.raises(StrategyError, match="its class is named 'one-at-a-time'; use --strategy one-at-a-time"):
+        resolve("alias", registry)
+    from harness.listing import list_strategies
+
+    list_strategies([])
+    assert "note: entry point 'alias' names it 'one-at-a-time'" in capsys.readouterr().out

@@ -42,7 +42,7 @@ def start(strategy: str, start_method: str = "fork", *args: str) -> ServerProces
 
 
 @pytest.fixture(scope="module", params=SOUND, ids=SOUND_IDS)
-def sound(request: pytest.FixtureRequest):  # type: ignore[no-untyped-def]
+def sound(request: pytest.FixtureRequest):
     """One server per sound strategy and start method, shared by the behaviour tests."""
     server = start(*request.param)
     yield server
@@ -99,7 +99,7 @@ def test_http10_closes_by_default(sound: ServerProcess) -> None:
         (b"GARBAGE\x00\x01\r\n\r\n", 400),
         (bytes.fromhex("1603010200010001fc0303") + bytes(40), 400),
         (b"GET / HTTP/9.9\r\n\r\n", 505),
-        (b"GET / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n", 501),
+        (b"GET / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n", 501),
     ],
     ids=["binary", "tls", "http-9.9", "chunked"],
 )
@@ -131,7 +131,8 @@ def test_work_returns_the_asked_body(sound: ServerProcess) -> None:
 def test_request_with_body(sound: ServerProcess) -> None:
     with HttpClient(sound.port) as conn:
         conn.send(
-            b"POST /work?bytes=2 HTTP/1.1\r\nContent-Length: 10\r\n\r\n0123456789" + request_bytes("/work?bytes=3")
+            b"POST /work?bytes=2 HTTP/1.1\r\nHost: h\r\nContent-Length: 10\r\n\r\n0123456789"
+            + request_bytes("/work?bytes=3")
         )
         assert [conn.read_response().body for _ in range(2)] == [b"xx", b"xxx"]
 
@@ -248,5 +249,59 @@ def test_pool_fromfd_keeps_accepting_after_failures() -> None:
                     conn.read_response()
         time.sleep(0.2)
         assert server.proc.poll() is None  # failures come back through the pool; the server runs on
+    finally:
+        server.close()
+
+
+# --------------------------------------------------------------------------- every built-in: the base's lifecycle
+
+BUILTIN_NAMES = ["threads", "gevent", "scm-rights", "asyncio-executor", "pool-socket", "pool-fromfd"]
+
+
+def wait_for_workers(server: ServerProcess, count: int) -> List[int]:
+    """The server's worker pids once `count` of them are up (bounded), else what there is."""
+    workers: List[int] = []
+    for _ in range(200):
+        workers = [pid for pid in server.group_pids() if pid != server.pid]
+        if len(workers) >= count:
+            break
+        time.sleep(0.05)
+    return workers
+
+
+@pytest.mark.parametrize("strategy", BUILTIN_NAMES)
+def test_sigterm_to_the_server_alone_stops_it_and_its_workers(strategy: str) -> None:
+    """The stop flag (or, for the article's two, ServerStop) ends every built-in, workers included,
+    with a client connected; `stop_gracefully` bounds how long that may take."""
+    server = start(strategy)
+    try:
+        wait_for_workers(server, WORKERS if strategy in ("scm-rights", "asyncio-executor", "pool-socket") else 0)
+        with HttpClient(server.port, timeout=HANG_TIMEOUT_S) as client:
+            client.send(request_bytes("/work?bytes=3"))
+            time.sleep(0.1)  # let the server take the connection before it is asked to stop
+            status, left = server.stop_gracefully()
+        assert status == 0, server.stderr_text()
+        assert left == [], "still alive after the server stopped: %s" % left
+        assert "Traceback" not in server.stderr_text()
+    finally:
+        server.close()
+
+
+@pytest.mark.parametrize("strategy", ["scm-rights", "asyncio-executor", "pool-socket", "pool-fromfd"])
+def test_forked_workers_do_not_hold_the_listener(strategy: str) -> None:
+    import psutil
+
+    def listening(pid: int) -> bool:
+        return any(
+            c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == server.port
+            for c in psutil.Process(pid).net_connections(kind="tcp")
+        )
+
+    server = start(strategy, "fork")
+    try:
+        workers = wait_for_workers(server, WORKERS)
+        assert len(workers) >= WORKERS, workers
+        assert listening(server.pid)
+        assert [pid for pid in workers if listening(pid)] == []
     finally:
         server.close()

@@ -8,8 +8,11 @@ Order matters here:
    fork children inherit them and spawn/forkserver children get them through the environment;
 2. the listening socket is bound and listening *before* the ready line is printed, so that a
    client that reads the line can connect at once (the kernel queues it in the backlog);
-3. SIGTERM and SIGINT raise `ServerStop` in the main thread, which interrupts a blocking
-   accept() in strategies modelled on plain `while True: accept()` code.
+3. every option is checked (common ranges, then the strategy's own `check_options`) before
+   anything is bound: a user's mistake is one sentence and exit 2;
+4. SIGTERM and SIGINT set the stop flag and wake the stop fd (`lifecycle.py`); for strategies
+   with `interrupt_on_stop` (plain `while True: accept()` code) they also raise `ServerStop` in
+   the main thread, which interrupts a blocking accept().
 
 The ready line is one JSON object on stdout: {"event": "listening", "host", "port", "pid", ...}.
 """
@@ -20,13 +23,14 @@ import argparse
 import json
 import os
 import platform
-import signal
 import socket
 import sys
-from typing import Any, List, Optional
+from typing import Dict, List, Optional
 
-from . import log
+from . import log, watchdog
 from .app import App, Work
+from .lifecycle import StopEvent, install_stop_handlers
+from .registry import import_timeout_s
 from .strategy import START_METHODS, ServeOptions, ServerStop, Strategy, StrategyError, discover, load_spec, resolve
 
 READY_EVENT = "listening"
@@ -71,10 +75,17 @@ def add_server_options(parser: argparse.ArgumentParser, multi: bool = False) -> 
     )
     parser.add_argument("--start-method", default="fork", help=start_help, metavar="|".join(START_METHODS))
     parser.add_argument(
+        "--strategy-option",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="an option the strategy declares for itself (see `python -m harness list`; repeatable)",
+    )
+    parser.add_argument(
         "--executor",
         default="process",
         choices=["process", "thread"],
-        help="asyncio-executor: where the handler runs (default process)",
+        help="short for --strategy-option executor=... (asyncio-executor: where the handler runs; default process)",
     )
     parser.add_argument("--cpu-us", type=int, default=0, help="default CPU work per request, microseconds")
     parser.add_argument("--sleep-ms", type=float, default=0.0, help="default sleep per request, milliseconds")
@@ -100,29 +111,47 @@ def make_listener(host: str, port: int, backlog: int) -> socket.socket:
     return listener
 
 
-def _raise_stop(signum: int, frame: Any) -> None:
-    # One-shot: a second signal must not interrupt the strategy's own clean-up; the harness
-    # escalates to SIGKILL if the clean-up takes too long.
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    raise ServerStop(signal.Signals(signum).name)
-
-
 def load_strategy(name: str, plugins: List[str]) -> Strategy:
     if ":" in name or name.endswith(".py"):
-        return load_spec(name)()
+        return load_spec(name, import_timeout_s())()
     return resolve(name, discover(plugins)).cls()  # type: ignore[misc]
+
+
+MAX_PORT = 65535
+MAX_BACKLOG = 65535  # the kernel caps it lower (somaxconn); beyond a C int, listen() would raise
+
+
+def check_server_args(args: argparse.Namespace) -> None:
+    """The ranges of the common options, checked before anything is bound (StrategyError)."""
+    if not 0 <= args.port <= MAX_PORT:
+        raise StrategyError("--port must be between 0 and %d (got %d)" % (MAX_PORT, args.port))
+    if not 1 <= args.backlog <= MAX_BACKLOG:
+        raise StrategyError("--backlog must be between 1 and %d (got %d)" % (MAX_BACKLOG, args.backlog))
+    strategy_options(args)
+
+
+def strategy_options(args: argparse.Namespace) -> Dict[str, str]:
+    """`--strategy-option NAME=VALUE`s, with `--executor` as the `executor` option."""
+    extra = {"executor": args.executor}
+    for item in args.strategy_option:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise StrategyError("--strategy-option takes NAME=VALUE (got %r)" % item)
+        extra[key.strip()] = value
+    return extra
 
 
 def options_from(args: argparse.Namespace, strategy: Strategy) -> ServeOptions:
     workers = args.workers if args.workers is not None else strategy.default_workers
-    return ServeOptions(
+    options = ServeOptions(
         workers=workers,
         start_method=args.start_method,
         backlog=args.backlog,
-        executor=args.executor,
         idle_timeout_s=args.idle_timeout,
-    ).check()
+        extra=strategy_options(args),
+    ).check(strategy.max_workers)
+    strategy.check_options(options)
+    return options
 
 
 def main(argv: Optional[List[str]] = None, parser: Optional[argparse.ArgumentParser] = None) -> int:
@@ -134,7 +163,9 @@ def run(args: argparse.Namespace) -> int:
     logger = log.setup(args.log_level)
     os.environ["HANGBENCH_LOG_LEVEL"] = args.log_level  # inherited by every worker (worker.init_worker)
     try:
+        check_server_args(args)
         _install_hooks(args.emulate)
+        watchdog.start_from_env()  # ends the tree if the harness dies, even by SIGKILL
         strategy = load_strategy(args.strategy, args.plugin)
         options = options_from(args, strategy)
         app = App(Work(cpu_us=args.cpu_us, sleep_ms=args.sleep_ms, bytes=args.bytes).validated())
@@ -148,8 +179,8 @@ def run(args: argparse.Namespace) -> int:
         )
         return 2
     host, port = listener.getsockname()[:2]
-    signal.signal(signal.SIGTERM, _raise_stop)
-    signal.signal(signal.SIGINT, _raise_stop)
+    stop = StopEvent()
+    install_stop_handlers(stop, interrupt=strategy.interrupt_on_stop)
     ready = {
         "event": READY_EVENT,
         "host": host,
@@ -173,16 +204,16 @@ def run(args: argparse.Namespace) -> int:
         options.start_method,
     )
     try:
-        strategy.serve(listener, app, options)
-    except ServerStop as stop:
-        logger.info("{} stopping on {}", strategy.name, stop)
+        strategy.run(listener, app, options, stop)
+    except ServerStop as signal_name:
+        logger.info("{} stopping on {}", strategy.name, signal_name)
     except Exception:
         logger.exception("strategy {} raised in serve()", strategy.name)
         return 1
     finally:
         listener.close()
         _bound_exit(EXIT_BOUND_S)
-    logger.info("{} stopped", strategy.name)
+    logger.info("{} stopped ({})", strategy.name, stop.reason or "serve returned")
     return 0
 
 

@@ -23,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository root
 
-from harness.server import faulthandler_hook
+from harness.server import faulthandler_hook, watchdog
 from harness.server.app import App
 from harness.server.strategy import ServeOptions, ServerStop, StrategyError, load_spec
 
@@ -34,6 +34,7 @@ def _raise_stop(signum: int, frame: object) -> None:
 
 def main() -> int:
     faulthandler_hook.install_from_env()
+    watchdog.start_from_env()
     parser = argparse.ArgumentParser()
     parser.add_argument("--plugin", required=True)
     parser.add_argument("--strategy", default=None)

@@ -19,6 +19,7 @@ GARBAGE = b"\x00\xffTHIS IS NOT HTTP\r\n\r\n"
 class AnswersGarbage(Strategy):
     name = "mis-answers-garbage"
     summary = "answers with non-HTTP bytes"
+    interrupt_on_stop = True  # a plain blocking accept loop: the stop signal must interrupt it
     broken = "its responses are not HTTP"
 
     def serve(self, listener, app, options):

@@ -17,6 +17,7 @@ from harness.server.strategy import Strategy
 class Baseline(Strategy):
     name = "mis-baseline"
     summary = "control: one connection at a time, answers correctly"
+    interrupt_on_stop = True  # a plain blocking accept loop: the stop signal must interrupt it
 
     def serve(self, listener, app, options):
         serve_http(listener, app)

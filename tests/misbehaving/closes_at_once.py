@@ -16,6 +16,7 @@ from harness.server.strategy import Strategy
 class ClosesAtOnce(Strategy):
     name = "mis-closes-at-once"
     summary = "accepts and closes at once"
+    interrupt_on_stop = True  # a plain blocking accept loop: the stop signal must interrupt it
     broken = "never answers; every connection is closed immediately"
 
     def serve(self, listener, app, options):

@@ -20,6 +20,7 @@ MAX_LEAKED = 1000
 class LeaksFds(Strategy):
     name = "mis-leaks-fds"
     summary = "answers, and leaks one fd per connection"
+    interrupt_on_stop = True  # a plain blocking accept loop: the stop signal must interrupt it
     broken = "keeps a duplicate of every accepted socket open"
 
     def __init__(self):

@@ -17,6 +17,7 @@ from harness.server.strategy import Strategy
 class NeverAnswers(Strategy):
     name = "mis-never-answers"
     summary = "listens but never accepts"
+    interrupt_on_stop = True  # a plain blocking accept loop: the stop signal must interrupt it
     broken = "holds the listener and sleeps"
 
     def serve(self, listener, app, options):

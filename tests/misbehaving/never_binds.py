@@ -17,6 +17,7 @@ from harness.server.strategy import Strategy
 class NeverBinds(Strategy):
     name = "mis-never-binds"
     summary = "closes its listener and sleeps"
+    interrupt_on_stop = True  # a plain blocking accept loop: the stop signal must interrupt it
     broken = "nothing listens on the announced port"
 
     def serve(self, listener, app, options):

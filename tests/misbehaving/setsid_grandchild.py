@@ -37,6 +37,7 @@ def _daemonize_grandchild(listener) -> None:
 class SetsidGrandchild(Strategy):
     name = "mis-setsid-grandchild"
     summary = "answers, and leaves a setsid() grandchild daemon"
+    interrupt_on_stop = True  # a plain blocking accept loop: the stop signal must interrupt it
     broken = "a detached grandchild outlives the server"
 
     def serve(self, listener, app, options):

@@ -27,6 +27,7 @@ def spin(seconds: float = LIFETIME_S) -> int:
 class SpinsCpu(Strategy):
     name = "mis-spins-cpu"
     summary = "answers, while a thread spins the CPU"
+    interrupt_on_stop = True  # a plain blocking accept loop: the stop signal must interrupt it
     broken = "burns a core for nothing"
 
     def serve(self, listener, app, options):

@@ -20,6 +20,7 @@ def wait_for_body(conn):
 class StuckInRecv(Strategy):
     name = "mis-stuck-in-recv"
     summary = "accepts, then blocks in recv for a body that never comes"
+    interrupt_on_stop = True  # a plain blocking accept loop: the stop signal must interrupt it
     broken = "waits for bytes the client will never send"
 
     def serve(self, listener, app, options):

@@ -1,0 +1,121 @@
+"""How the server process is asked to stop: a flag plus a wake-up fd (gunicorn's arbiter model).
+
+The SIGTERM/SIGINT handler does the least it can: it sets the flag and writes one byte to a
+pipe. A strategy notices in whatever way fits its loop: it checks `stopping`, selects on the
+pipe's read end next to its own sockets, registers it with its event loop, or sleeps in
+`wait(timeout)`. Nothing is raised asynchronously into the middle of its code, so clean-up
+runs where the strategy chooses.
+
+One documented exception: a strategy modelled on a plain blocking `while True: accept()` loop
+(the article's two) cannot look at a flag, so with `interrupt=True` the handler also raises
+`ServerStop` in the main thread, once, as the server process always did.
+
+Under fork a child starts with the parent's handlers; `blocked_stop_signals()` keeps the stop
+signals pending across `fork()` until the child has reset them (`worker.init_worker`).
+Standard library only, Python 3.8+.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import select
+import signal
+from typing import Any, Iterator, Optional, Tuple
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+class ServerStop(BaseException):
+    """Raised in the server's main thread on SIGTERM/SIGINT, for `interrupt_on_stop` strategies only.
+
+    A BaseException so that strategies faithful to code with `except Exception:` around their
+    accept loop (as the article's server has) still stop.
+    """
+
+
+class StopEvent:
+    """The stop flag and its wake-up pipe; safe to set from a signal handler."""
+
+    def __init__(self) -> None:
+        # os.pipe() fds are non-inheritable: spawned children never get them; forked ones
+        # close them in init_worker (workers.inherited_fds lists them).
+        self._read, self._write = os.pipe()
+        os.set_blocking(self._read, False)
+        os.set_blocking(self._write, False)
+        self.reason: Optional[str] = None
+
+    @property
+    def is_set(self) -> bool:
+        return self.reason is not None
+
+    def fileno(self) -> int:
+        """The read end: readable once the stop was asked for (select, add_reader, selectors)."""
+        return self._read
+
+    @property
+    def fds(self) -> Tuple[int, int]:
+        return self._read, self._write
+
+    def set(self, reason: str = "stop") -> None:
+        if self.reason is None:
+            self.reason = reason
+        try:
+            os.write(self._write, b"\0")
+        except (BlockingIOError, OSError):
+            pass  # the pipe is full (already woken) or closed (already stopped)
+
+    def wait(self, timeout: Optional[float]) -> bool:
+        """Sleep until the stop is asked for or `timeout` seconds pass; return `is_set`."""
+        if not self.is_set:
+            try:
+                select.select([self._read], [], [], timeout)
+            except (OSError, ValueError):
+                pass  # closed under us: treat as woken
+        return self.is_set
+
+    def close(self) -> None:
+        for fd in (self._read, self._write):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+
+def install_stop_handlers(stop: StopEvent, interrupt: bool) -> None:
+    """SIGTERM/SIGINT set `stop`; with `interrupt` they also raise ServerStop (once)."""
+
+    def handler(signum: int, frame: Any) -> None:
+        name = signal.Signals(signum).name
+        stop.set(name)
+        if interrupt:
+            # One-shot: a second signal must not interrupt the strategy's own clean-up; the
+            # harness escalates to SIGKILL if the clean-up takes too long.
+            for other in STOP_SIGNALS:
+                signal.signal(other, signal.SIG_IGN)
+            raise ServerStop(name)
+
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, handler)
+
+
+@contextlib.contextmanager
+def blocked_stop_signals(active: bool = True) -> Iterator[None]:
+    """Keep SIGTERM/SIGINT pending (not lost) while the body forks; no-op when not `active`.
+
+    Only needed under fork: a spawned child starts from exec, with default handlers, and the
+    forkserver must not inherit a blocked mask (it would then ignore a SIGTERM for ever)."""
+    if not active or not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+def unblock_stop_signals() -> None:
+    """In a fresh worker, once its handlers are its own: deliver what arrived meanwhile."""
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
