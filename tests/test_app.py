@@ -7,22 +7,31 @@ from __future__ import annotations
 
 import pickle
 import time
+from dataclasses import dataclass
+from typing import List
 
 import pytest
 
+from harness.server import app as app_module
 from harness.server.app import (
+    CANCEL_CHECK_CPU_NS,
+    CANCEL_CHECK_S,
     INDEX_BODY,
     MAX_BYTES,
     MAX_CPU_US,
     MAX_SLEEP_MS,
     App,
+    BadLimits,
     BadWork,
+    ClientGone,
+    Limits,
     Work,
     burn_cpu,
     handle,
     make_body,
 )
-from harness.server.protocol import Request
+from harness.server.app import sleep as app_sleep
+from harness.server.protocol import Request, Response
 
 
 def req(target: str, method: str = "GET") -> Request:
@@ -138,9 +147,116 @@ def test_burn_cpu_burns_at_least_the_cpu_time_asked() -> None:
     assert time.thread_time() - before >= 0.020
 
 
-def test_burn_cpu_zero_or_negative_returns_at_once() -> None:
+def test_burn_cpu_zero_or_negative_returns_without_spinning(monkeypatch: pytest.MonkeyPatch) -> None:
+    reads: List[int] = []
+
+    def clock() -> int:
+        reads.append(1)
+        return 0  # a clock that never advances: any spin would be caught by the timeout
+
+    monkeypatch.setattr(app_module.time, "thread_time_ns", clock)
     burn_cpu(0)
     burn_cpu(-5)
+    assert reads == []  # returned before even reading the CPU clock
+
+
+# --------------------------------------------------------------------------- cancellation
+
+
+def test_short_work_never_asks_whether_to_stop() -> None:
+    def cancelled() -> bool:
+        raise AssertionError("asked")
+
+    response = App()(req("/work?cpu_us=1000&sleep_ms=%g&bytes=3" % (CANCEL_CHECK_S * 1000)), cancelled)
+    assert response.body == b"xxx"
+
+
+def test_long_sleep_stops_when_the_client_is_gone() -> None:
+    asked: List[int] = []
+
+    def cancelled() -> bool:
+        asked.append(1)
+        return len(asked) == 3
+
+    with pytest.raises(ClientGone):
+        app_sleep(MAX_SLEEP_MS / 1000.0, cancelled)
+    assert len(asked) == 3  # one look per slice, stopped at the third
+
+
+def test_long_sleep_runs_to_the_end_while_the_client_stays() -> None:
+    asked: List[int] = []
+
+    def cancelled() -> bool:
+        asked.append(1)
+        return False
+
+    before = time.monotonic()
+    app_sleep(3 * CANCEL_CHECK_S, cancelled)
+    assert time.monotonic() - before >= 3 * CANCEL_CHECK_S
+    assert 2 <= len(asked) <= 3  # looked between slices, never after the end
+
+
+def test_long_cpu_burn_stops_when_the_client_is_gone() -> None:
+    asked: List[int] = []
+
+    def cancelled() -> bool:
+        asked.append(1)
+        return True
+
+    before = time.thread_time()
+    with pytest.raises(ClientGone):
+        burn_cpu(MAX_CPU_US, cancelled)
+    assert asked == [1]
+    assert time.thread_time() - before >= CANCEL_CHECK_CPU_NS / 1e9  # one slice burnt first
+
+
+def test_long_cpu_burn_burns_it_all_while_the_client_stays() -> None:
+    before = time.thread_time()
+    burn_cpu(2 * CANCEL_CHECK_CPU_NS // 1000, lambda: False)
+    assert time.thread_time() - before >= 2 * CANCEL_CHECK_CPU_NS / 1e9
+
+
+def test_handle_passes_client_gone_through() -> None:
+    with pytest.raises(ClientGone):
+        handle(App(), req("/work?sleep_ms=%d" % MAX_SLEEP_MS), lambda: True)
+
+
+def test_subclass_overriding_perform_alone_still_works() -> None:
+    @dataclass(frozen=True)
+    class Planner(App):
+        @staticmethod
+        def perform(work: Work) -> Response:  # type: ignore[override]
+            return Response(200, b"planned %d" % work.bytes)
+
+    assert handle(Planner(), req("/work?bytes=9")).body == b"planned 9"
+
+
+# --------------------------------------------------------------------------- limits
+
+
+def test_limits_defaults_and_bounds() -> None:
+    limits = App().limits
+    assert limits == Limits(head_timeout_s=10.0, max_connections=1000)
+    assert limits.validated() is limits
+    assert Limits(head_timeout_s=0.001, max_connections=1).validated()
+
+
+@pytest.mark.parametrize(
+    "limits",
+    [
+        Limits(head_timeout_s=0),
+        Limits(head_timeout_s=-1),
+        Limits(head_timeout_s=float("inf")),
+        Limits(head_timeout_s=float("nan")),
+        Limits(max_connections=0),
+        Limits(max_connections=-5),
+    ],
+    ids=["zero", "negative", "inf", "nan", "no-connections", "negative-connections"],
+)
+def test_bad_limits_are_refused_with_a_value_error(limits: Limits) -> None:
+    with pytest.raises(BadLimits) as raised:
+        limits.validated()
+    assert isinstance(raised.value, ValueError)  # what the server's command line turns into exit 2
 
 
 def test_work_request_burns_cpu_and_sleeps() -> None:
@@ -162,5 +278,5 @@ def test_handle_turns_an_exception_into_500() -> None:
 
 
 def test_app_pickles() -> None:
-    app = App(Work(cpu_us=1, sleep_ms=2.0, bytes=3))
+    app = App(Work(cpu_us=1, sleep_ms=2.0, bytes=3), Limits(head_timeout_s=1.5, max_connections=7))
     assert pickle.loads(pickle.dumps(app)) == app

@@ -7,7 +7,7 @@ Three layers:
    with the emulation 1 queues and the rest are refused at once, as on macOS.
 2. Propagation: fresh interpreters started with `child_env()` install the same patches through
    `_emulate_site/sitecustomize.py`, and still run a sitecustomize it shadows.
-3. The gh-101225 scenario at the multiprocessing level (`python harness/emulate.py reproduce`),
+3. The gh-101225 scenario at the multiprocessing level (`python harness/server/emulate.py reproduce`),
    in a subprocess per case (a forkserver and the patches must not leak into this process),
    under this interpreter and, when installed, pyenv's 3.12.1 (bug) and 3.13.0 (fixed).
 
@@ -129,7 +129,7 @@ def interpreter(version: str) -> Optional[str]:
 
 
 def reproduce(python: str, method: str, *flags: str, tasks: int = 24) -> Dict[str, object]:
-    """Run `python harness/emulate.py reproduce` and return its JSON summary."""
+    """Run `python harness/server/emulate.py reproduce` and return its JSON summary."""
     cmd = [python, str(EMULATE_PY), "reproduce", "--method", method, "--tasks", str(tasks)]
     cmd += ["--concurrency", "8", "--grace", "1.5", *flags]
     env = {k: v for k, v in os.environ.items() if k not in (emulate.ENV_VAR, emulate.LOG_ENV_VAR)}

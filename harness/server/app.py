@@ -9,14 +9,19 @@ greenlet, executor). The request target chooses the work, so one server serves a
 Query parameters that are absent fall back to the server-wide defaults (`--cpu-us`,
 `--sleep-ms`, `--bytes`), so plain clients such as ab or wrk can exercise a workload too.
 `App` is a small frozen dataclass so it pickles cheaply into pool workers under any start
-method.
+method. It also carries the `Limits` every connection is held to (a header-read deadline and a
+connection cap), because the App is the one object every strategy hands to its sessions.
+
+Work for a client that has gone can be abandoned: a session passes `cancelled`, a check that
+the peer has closed, and the CPU burn and the sleep consult it between slices, raising
+`ClientGone`. Without `cancelled` the work is exactly as asked.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Dict, Optional
+from typing import Callable, Dict, Optional
 from urllib.parse import parse_qsl, urlsplit
 
 from .protocol import Request, Response
@@ -26,6 +31,44 @@ MAX_CPU_US = 10_000_000
 MAX_SLEEP_MS = 60_000.0
 MAX_BYTES = 64 * 1024 * 1024
 INDEX_BODY = b"hangbench: GET /work?cpu_us=N&sleep_ms=N&bytes=N\n"
+# How often long work looks whether its client is still there: shorter work never looks.
+CANCEL_CHECK_S = 0.1
+CANCEL_CHECK_CPU_NS = 50_000_000
+
+Cancelled = Callable[[], bool]  # True once the client has gone: the work may stop
+
+
+class ClientGone(Exception):
+    """The work was abandoned because its client closed the connection."""
+
+
+class BadLimits(ValueError):
+    """Connection limits that cannot be enforced (a user error: exit 2)."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one client connection may hold of a server, enforced by every session and reactor.
+
+    - `head_timeout_s`: a request head (request line and headers) must be complete within this
+      many seconds of the connection's accept, or of the first byte of a later keep-alive
+      request (between requests the idle timeout applies). Past it the connection gets a 408
+      if some bytes of a head had arrived, and is closed without a word if none had.
+    - `max_connections`: connections one accepting loop holds at once. Past it the loop stops
+      accepting, so new connections wait in the listen backlog (and beyond it, in the
+      client's SYN retries): the wait shows up as connect latency in the client's figures,
+      which is what a saturated server really costs, instead of fast errors that would flatter it.
+    """
+
+    head_timeout_s: float = 10.0
+    max_connections: int = 1000
+
+    def validated(self) -> Limits:
+        if not 0 < self.head_timeout_s < float("inf"):
+            raise BadLimits("the header-read timeout must be a positive number of seconds")
+        if self.max_connections < 1:
+            raise BadLimits("the connection cap must be at least 1 (got %d)" % self.max_connections)
+        return self
 
 
 class BadWork(ValueError):
@@ -48,15 +91,43 @@ class Work:
         return self
 
 
-def burn_cpu(microseconds: int) -> None:
+def burn_cpu(microseconds: int, cancelled: Optional[Cancelled] = None) -> None:
     """Spin until this thread has used `microseconds` of CPU time (not wall time), so that a
-    thread waiting for the GIL does not count as working."""
+    thread waiting for the GIL does not count as working. With `cancelled`, look every
+    CANCEL_CHECK_CPU_NS of CPU whether to stop (raising ClientGone)."""
     if microseconds <= 0:
         return
     deadline = time.thread_time_ns() + microseconds * 1000
-    # Bounded by MAX_CPU_US through Work.validated().
-    while time.thread_time_ns() < deadline:
-        pass
+    if cancelled is None or microseconds * 1000 <= CANCEL_CHECK_CPU_NS:
+        # Bounded by MAX_CPU_US through Work.validated().
+        while time.thread_time_ns() < deadline:
+            pass
+        return
+    for _ in range(MAX_CPU_US * 1000 // CANCEL_CHECK_CPU_NS + 2):  # bounded: each round burns a slice
+        now = time.thread_time_ns()
+        if now >= deadline:
+            return
+        step = min(deadline, now + CANCEL_CHECK_CPU_NS)
+        while time.thread_time_ns() < step:
+            pass
+        if time.thread_time_ns() < deadline and cancelled():
+            raise ClientGone("client gone during CPU work")
+
+
+def sleep(seconds: float, cancelled: Optional[Cancelled] = None) -> None:
+    """`time.sleep(seconds)`; with `cancelled`, in CANCEL_CHECK_S slices, raising ClientGone
+    as soon as the client has gone. A sleep of one slice or less is one plain sleep."""
+    if cancelled is None or seconds <= CANCEL_CHECK_S:
+        time.sleep(seconds)
+        return
+    end = time.monotonic() + seconds
+    for _ in range(int(MAX_SLEEP_MS / 1000.0 / CANCEL_CHECK_S) + 2):  # bounded by MAX_SLEEP_MS
+        left = end - time.monotonic()
+        if left <= 0:
+            return
+        time.sleep(min(left, CANCEL_CHECK_S))
+        if time.monotonic() < end and cancelled():
+            raise ClientGone("client gone during a sleep")
 
 
 _BODY_CHUNK = b"x" * 4096
@@ -70,8 +141,9 @@ def make_body(size: int) -> bytes:
 @dataclass(frozen=True)
 class App:
     defaults: Work = Work()
+    limits: Limits = Limits()
 
-    def __call__(self, request: Request) -> Response:
+    def __call__(self, request: Request, cancelled: Optional[Cancelled] = None) -> Response:
         if request.method not in ("GET", "HEAD", "POST"):
             return Response(405, b"method not allowed\n", extra_headers=(("Allow", "GET, HEAD, POST"),))
         parts = urlsplit(request.target)
@@ -83,7 +155,9 @@ class App:
             work = self.parse_work(parts.query)
         except BadWork as error:
             return Response(400, (str(error) + "\n").encode())
-        return self.perform(work)
+        if cancelled is None:  # subclasses may override perform(work) alone
+            return self.perform(work)
+        return self.perform(work, cancelled)
 
     def parse_work(self, query: str) -> Work:
         params: Dict[str, str] = dict(parse_qsl(query))
@@ -96,19 +170,26 @@ class App:
         except ValueError as error:
             if isinstance(error, BadWork):
                 raise
-            raise BadWork("cpu_us, sleep_ms and bytes must be numbers: %s" % error)
+            raise BadWork("cpu_us, sleep_ms and bytes must be numbers: %s" % error) from None
 
     @staticmethod
-    def perform(work: Work) -> Response:
-        burn_cpu(work.cpu_us)
+    def perform(work: Work, cancelled: Optional[Cancelled] = None) -> Response:
+        burn_cpu(work.cpu_us, cancelled)
         if work.sleep_ms > 0:
-            time.sleep(work.sleep_ms / 1000.0)
+            sleep(work.sleep_ms / 1000.0, cancelled)
         return Response(200, make_body(work.bytes))
 
 
-def handle(app: App, request: Optional[Request]) -> Response:
-    """Run the app, turning an unexpected exception into a 500 instead of a dead worker."""
+def handle(app: App, request: Optional[Request], cancelled: Optional[Cancelled] = None) -> Response:
+    """Run the app, turning an unexpected exception into a 500 instead of a dead worker.
+
+    ClientGone (only possible with `cancelled`) is not turned into anything: nobody is left to
+    answer, and the caller closes the connection."""
     try:
-        return app(request)  # type: ignore[arg-type]
+        if cancelled is None:
+            return app(request)  # type: ignore[arg-type]
+        return app(request, cancelled)  # type: ignore[arg-type]
+    except ClientGone:
+        raise
     except Exception as error:
         return Response(500, ("internal error: %r\n" % (error,)).encode())

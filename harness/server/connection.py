@@ -1,12 +1,30 @@
 """I/O adapters that join a socket to the protocol and the app.
 
-`HttpSession` is the per-connection state every strategy shares: bytes in, bytes to send out and
-whether to keep the connection. The adapters around it differ only in how they wait for bytes:
+`HttpSession` is the per-connection state every strategy shares: bytes in, one response at a
+time out, whether to keep the connection, and when the current request head is overdue. The
+adapters around it differ only in how they wait for bytes:
 
 - `serve_blocking`: one blocking socket, used by pool workers, greenlets (gevent patches the
   socket) and fork-per-connection plugins. Every recv/send has a timeout.
 - `serve_asyncio`: asyncio streams, with the app run wherever the caller says (an executor).
 - the selector reactor in `reactor.py` feeds `HttpSession` one readable chunk at a time.
+
+What a connection may hold is bounded, whatever the client does:
+
+- Responses are produced and sent one at a time, and nothing more is read while a response is
+  unsent. Pipelined requests therefore wait as unparsed bytes (the parser is pulled one event
+  at a time), at most RECV_BYTES + MAX_HEAD_BYTES of them, and never as rendered responses:
+  a client that pipelines 64 MiB responses and reads none costs one response, not all of them.
+- Work stops for a client that has gone: before each further pipelined request and between
+  slices of a long sleep or CPU burn, `peer_closed` looks whether the peer sent FIN or RST. A
+  FIN counts as gone even when it may be a half-close, as nginx (499) and Go's request
+  context do: a client that shuts down its sending side gets no answer to requests not yet
+  finished.
+- A request head must be complete within `App.limits.head_timeout_s` (see `app.Limits`).
+  Overdue: 408 and close if some bytes of a head arrived (the client is talking and learns
+  why, and a load generator records a status rather than an unexplained EOF); close without a
+  word if nothing arrived (nothing was asked, so there is nothing to answer, and an
+  unsolicited 408 could be read as the answer to a request sent at that moment).
 
 Closing is `close()` only, never `shutdown()`: shutdown would send FIN even while another
 process still holds the connection, which would hide exactly the lingering-reference hang that
@@ -16,60 +34,219 @@ the `pool-socket` strategy exists to show.
 from __future__ import annotations
 
 import socket
-from typing import Any, Awaitable, Callable, List, Optional, Tuple
+import time
+from typing import Any, Awaitable, Callable, Optional, Tuple
 
-from .app import App, handle
-from .protocol import ProtocolError, Request, RequestParser, Response, render
+from .app import App, Cancelled, ClientGone, handle
+from .protocol import Event, ProtocolError, Request, RequestParser, Response, render, render_parts
 
 RECV_BYTES = 65536
+JOIN_BELOW = 65536  # a body shorter than this goes out in one send with its head
+TIMED_OUT = Response(408, b"request head not complete in time\n")
+
+_TCP_INFO = getattr(socket, "TCP_INFO", None)  # Linux
+_TCP_ESTABLISHED = 1  # tcp_info.tcpi_state, the first byte of struct tcp_info
+_INET = (socket.AF_INET, socket.AF_INET6)
+
+Parts = Tuple[bytes, bytes]  # a response's head and body, sent in that order
+
+
+def peer_closed(sock: Any) -> bool:
+    """True once the peer has sent FIN or RST on `sock` (without reading anything from it).
+
+    On Linux TCP the connection state (TCP_INFO) is read, which sees a FIN even behind unread
+    pipelined bytes; elsewhere (and for AF_UNIX) a non-blocking MSG_PEEK, which sees it only
+    when nothing is left unread."""
+    if _TCP_INFO is not None and sock.family in _INET:
+        try:
+            return sock.getsockopt(socket.IPPROTO_TCP, _TCP_INFO, 8)[0] != _TCP_ESTABLISHED
+        except OSError:
+            return True  # the socket is no longer usable: nobody to work for
+    timeout = sock.gettimeout()
+    try:
+        # Timeout 0 rather than MSG_DONTWAIT: a socket with a timeout (and gevent's) would
+        # otherwise wait for readability first.
+        sock.settimeout(0.0)
+        return sock.recv(1, socket.MSG_PEEK) == b""
+    except (BlockingIOError, InterruptedError):
+        return False  # nothing to read, no FIN: still there
+    except OSError:
+        return True  # reset
+    finally:
+        try:
+            sock.settimeout(timeout)
+        except OSError:
+            pass
 
 
 class HttpSession:
-    """The server half of one HTTP connection, without I/O."""
+    """The server half of one HTTP connection, without I/O.
 
-    __slots__ = ("app", "open", "parser")
+    Drive it as: `receive(bytes read)`; then `next_response()` until it returns None, sending
+    each (head, body) before asking for the next; then, if `open`, wait for more bytes, at most
+    `read_timeout(idle)` seconds, and when that passes with nothing, `timed_out()` says what to
+    send (if anything) before closing."""
+
+    __slots__ = ("_first_of_read", "_served", "app", "head_deadline", "open", "parser")
 
     def __init__(self, app: App) -> None:
         self.app = app
         self.parser = RequestParser()
         self.open = True
+        # The first head is due head_timeout_s after the accept; later ones after their first byte.
+        self.head_deadline: Optional[float] = time.monotonic() + app.limits.head_timeout_s
+        self._served = 0
+        self._first_of_read = True
 
-    def receive(self, data: bytes) -> bytes:
-        """Handle `data`; return the bytes to send. Afterwards `open` says whether to go on."""
+    def receive(self, data: bytes) -> None:
+        """Take bytes read from the peer; b"" means the peer closed its side."""
         if not data:
             self.open = False
-            return b""
-        out: List[bytes] = []
-        for event in self.parser.feed(data):
-            response, keep = self.respond(event)
-            out.append(response)
-            if not keep:
-                self.open = False
-                break
-        return b"".join(out)
+            return
+        self.parser.receive_data(data)
+        self._first_of_read = True
 
-    def respond(self, event: Any, response: Optional[Response] = None) -> Tuple[bytes, bool]:
-        """Render the answer to one parser event (running the app unless `response` is given)."""
+    def next_event(self, cancelled: Optional[Cancelled] = None) -> Optional[Event]:
+        """The next request (or ProtocolError) to answer with `answer`, or None when more bytes
+        are needed or the connection is over (`open` says which).
+
+        `cancelled()` (e.g. `peer_closed` of the socket) is asked before every request but the
+        first of a read: once it is True nothing more is answered and `open` turns False."""
+        if not self.open:
+            return None
+        event = self.parser.next_event()
+        if event is None:
+            self._track_head()
+            return None
+        if isinstance(event, Request):
+            self.head_deadline = None
+            if not self._first_of_read and cancelled is not None and cancelled():
+                self.open = False
+                return None
+            self._first_of_read = False
+        return event
+
+    def answer(self, event: Event, response: Optional[Response] = None) -> Parts:
+        """The (head, body) answering `event`: `response` to a request, the error's own response
+        to a ProtocolError. Afterwards `open` says whether the connection goes on."""
         if isinstance(event, ProtocolError):
-            return render(event.response(), None, False), False
+            self.open = False
+            return render_parts(event.response(), None, False)
         if response is None:
-            response = handle(self.app, event)
-        return render(response, event, event.keep_alive), event.keep_alive
+            raise ValueError("a request needs a response to answer it")
+        self._served += 1
+        if not event.keep_alive:
+            self.open = False
+        return render_parts(response, event, event.keep_alive)
+
+    def next_response(self, cancelled: Optional[Cancelled] = None) -> Optional[Parts]:
+        """`next_event`, the app run on it, and `answer`: the next (head, body) to send, or None.
+
+        `cancelled` is also handed to the app, which consults it between slices of long work;
+        work abandoned that way answers nothing and closes the session."""
+        event = self.next_event(cancelled)
+        if event is None or isinstance(event, ProtocolError):
+            return None if event is None else self.answer(event)
+        try:
+            response = handle(self.app, event, cancelled)
+        except ClientGone:
+            self.open = False
+            return None
+        return self.answer(event, response)
+
+    def _track_head(self) -> None:
+        if self.parser.in_head:
+            if self.head_deadline is None:  # a later request's head has begun: its clock starts
+                self.head_deadline = time.monotonic() + self.app.limits.head_timeout_s
+        elif self._served:  # between requests (or in a body): the idle timeout applies
+            self.head_deadline = None
+
+    def read_timeout(self, idle_timeout_s: float, now: Optional[float] = None) -> float:
+        """How long the next read may wait: the idle timeout, or less if a head is due sooner
+        (<= 0: it is overdue now)."""
+        if self.head_deadline is None:
+            return idle_timeout_s
+        return min(idle_timeout_s, self.head_deadline - (time.monotonic() if now is None else now))
+
+    def head_overdue(self, now: Optional[float] = None) -> bool:
+        return self.head_deadline is not None and (time.monotonic() if now is None else now) >= self.head_deadline
+
+    def timed_out(self) -> bytes:
+        """The read timed out: close, with a 408 if a head had begun (b"" otherwise)."""
+        self.open = False
+        if self.parser.in_head:
+            return render(TIMED_OUT, None, False)
+        return b""
+
+
+def send_parts(sock: Any, parts: Parts) -> None:
+    """Send a response's head and body; small ones in one send, a large body without copying."""
+    head, body = parts
+    if len(body) < JOIN_BELOW:
+        sock.sendall(head + body)
+    else:
+        sock.sendall(head)
+        sock.sendall(body)
+
+
+def send_nowait(sock: Any, data: bytes) -> None:
+    """One non-blocking send of a short last word (a 408); dropped if it does not fit at once."""
+    if not data:
+        return
+    try:
+        sock.settimeout(0.0)
+        sock.send(data)
+    except OSError:
+        pass
 
 
 def serve_blocking(sock: socket.socket, app: App, idle_timeout_s: float = 30.0) -> None:
-    """Serve one connection until the client closes, asks to close, errs or idles out; then close it."""
+    """Serve one connection until the client closes, asks to close, errs, idles out or is too
+    slow with a request head; then close it. One response at a time, each sent before the next
+    request is looked at; nothing is read while a response is unsent."""
     session = HttpSession(app)
+
+    def gone() -> bool:
+        return peer_closed(sock)
+
+    timeout = -1.0  # settimeout only when it changes: each call is a syscall
     try:
-        sock.settimeout(idle_timeout_s)
         while session.open:
-            out = session.receive(sock.recv(RECV_BYTES))
-            if out:
-                sock.sendall(out)
+            parts = session.next_response(gone)
+            if parts is not None:
+                if timeout != idle_timeout_s:
+                    timeout = idle_timeout_s
+                    sock.settimeout(timeout)
+                send_parts(sock, parts)
+                continue
+            if not session.open:
+                break
+            wait = session.read_timeout(idle_timeout_s)
+            if wait <= 0:
+                send_nowait(sock, session.timed_out())
+                break
+            if wait != timeout:
+                timeout = wait
+                sock.settimeout(timeout)
+            try:
+                data = sock.recv(RECV_BYTES)
+            except socket.timeout:
+                if session.head_overdue():
+                    send_nowait(sock, session.timed_out())
+                break
+            session.receive(data)
     except OSError:
         pass  # reset, timeout, broken pipe: the connection is over either way
     finally:
         sock.close()
+
+
+def _stream_peer_closed(writer: Any) -> Callable[[], bool]:
+    """`peer_closed` for an asyncio stream: the TCP state where Linux tells it, else never."""
+    sock = writer.get_extra_info("socket")
+    if sock is None or _TCP_INFO is None or sock.family not in _INET:
+        return lambda: False
+    return lambda: peer_closed(sock)
 
 
 async def serve_asyncio(
@@ -79,24 +256,36 @@ async def serve_asyncio(
     run: Callable[[App, Request], Awaitable[Response]],
     idle_timeout_s: float = 30.0,
 ) -> None:
-    """Serve one asyncio-streams connection; `run(app, request)` produces each response."""
+    """Serve one asyncio-streams connection; `run(app, request)` produces each response.
+
+    Requests on one connection are answered in order (pipelining), one at a time, each written
+    and drained before the next is run; the peer check runs between pipelined requests (the
+    work itself runs in `run`, which cannot be interrupted from here)."""
     import asyncio
 
     session = HttpSession(app)
+    gone = _stream_peer_closed(writer)
     try:
         while session.open:
-            data = await asyncio.wait_for(reader.read(RECV_BYTES), idle_timeout_s)
-            if not data:
-                break
-            # Requests on one connection are answered in order (pipelining), one at a time.
-            for event in session.parser.feed(data):
-                response = None if isinstance(event, ProtocolError) else await run(app, event)
-                out, keep = session.respond(event, response)
-                writer.write(out)
-                await asyncio.wait_for(writer.drain(), idle_timeout_s)
-                if not keep:
-                    session.open = False
+            event = session.next_event(gone)
+            if event is None:
+                if not session.open:
                     break
+                wait = session.read_timeout(idle_timeout_s)
+                try:
+                    if wait <= 0:
+                        raise asyncio.TimeoutError
+                    data = await asyncio.wait_for(reader.read(RECV_BYTES), wait)
+                except asyncio.TimeoutError:
+                    if session.head_overdue():
+                        writer.write(session.timed_out())
+                    break
+                session.receive(data)
+                continue
+            response = None if isinstance(event, ProtocolError) else await run(app, event)
+            for part in session.answer(event, response):
+                writer.write(part)
+            await asyncio.wait_for(writer.drain(), idle_timeout_s)
     except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError):
         pass
     finally:

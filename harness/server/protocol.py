@@ -13,10 +13,11 @@ README "Design choices" for the figures.
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass, field
 from email.utils import formatdate
-from typing import List, Optional, Tuple, Union
+from typing import List, Optional, Set, Tuple, Union
 
 MAX_HEAD_BYTES = 8 * 1024
 MAX_BODY_BYTES = 64 * 1024 * 1024
@@ -27,6 +28,7 @@ _REASONS = {
     400: "Bad Request",
     404: "Not Found",
     405: "Method Not Allowed",
+    408: "Request Timeout",
     413: "Content Too Large",
     431: "Request Header Fields Too Large",
     500: "Internal Server Error",
@@ -78,9 +80,38 @@ Event = Union[Request, ProtocolError]
 
 @dataclass
 class RequestParser:
-    """Feed it bytes as they arrive; it returns the requests completed so far, in order.
+    """HTTP/1.1 request heads from a byte stream, pulled one event at a time (the h11 shape).
 
-    After a ProtocolError the parser is dead: the caller answers the error and closes.
+    `receive_data(bytes)` buffers what arrived; `next_event()` returns the next complete
+    `Request`, a `ProtocolError`, or None when more bytes are needed. Pulling one event at a
+    time is what lets a server answer pipelined requests one by one and stop reading while a
+    response is unsent: the parser holds unparsed bytes only, never a queue of parsed
+    requests. `feed(bytes)` does both and returns every event completed so far (tests, benchmarks).
+    Request bodies (Content-Length only) are consumed and discarded as they arrive.
+
+    Error contract. Each input below yields one `ProtocolError` with this status, after the
+    requests that came before it; the parser is then dead (`failed`): it ignores all further
+    input, and the caller must send `error.response()` with `Connection: close` (`render(...,
+    None, keep_alive=False)`) and then close the connection, because the byte stream can no
+    longer be framed.
+
+    - 400: the first bytes are not a token followed by a space (binary, a TLS ClientHello);
+      a request line that is not exactly `METHOD SP target SP version`; a method that is not a
+      token; a version that is not `HTTP/x.y`; a target containing a control character or HTAB;
+      a header line without a colon, with a name that is not a token, or folded (obs-fold);
+      NUL, a bare CR, a bare LF or any control character other than HTAB anywhere in the head
+      (RFC 9110 section 5.5, RFC 9112 section 2.2); a Content-Length that is not 1 to 18 ASCII
+      digits, or two different Content-Length values; an HTTP/1.1 request without Host, any
+      request with more than one Host, or a Host value with a character a uri-host[:port]
+      cannot hold (RFC 9112 section 3.2).
+    - 431: a head (request line and headers) longer than `max_head` bytes, whether or not it is
+      complete yet.
+    - 413: a Content-Length above MAX_BODY_BYTES.
+    - 501: any Transfer-Encoding header (chunked bodies are not supported).
+    - 505: an `HTTP/x.y` version other than 1.0 and 1.1 (the HTTP/2 preface included).
+
+    When one head has several faults, the first check that fails decides: the request line,
+    then the characters of the head, the header lines, the body framing, and Host last.
     """
 
     max_head: int = MAX_HEAD_BYTES
@@ -97,25 +128,43 @@ class RequestParser:
         """True when no partial request is buffered (a close now loses nothing)."""
         return not self._buffer and not self._body_left
 
-    def feed(self, data: bytes) -> List[Event]:
+    @property
+    def in_head(self) -> bool:
+        """True when some bytes of a request head have arrived but not all of it (after
+        `next_event()` returned None): the state a header-read deadline applies to."""
+        return bool(self._buffer) and not self._body_left and not self._failed
+
+    def receive_data(self, data: bytes) -> None:
+        """Buffer `data`; nothing is parsed until `next_event()`."""
+        if not self._failed:
+            self._buffer += data
+
+    def next_event(self) -> Optional[Event]:
+        """The next complete request or error, or None if more bytes are needed (or dead)."""
         if self._failed:
-            return []
-        self._buffer += data
+            return None
+        if self._body_left:
+            taken = min(self._body_left, len(self._buffer))
+            del self._buffer[:taken]
+            self._body_left -= taken
+            if self._body_left:
+                return None
+        event = self._next_head()
+        if isinstance(event, ProtocolError):
+            self._failed = True
+            self._buffer.clear()
+        return event
+
+    def feed(self, data: bytes) -> List[Event]:
+        """`receive_data(data)`, then every event now complete, in order."""
+        self.receive_data(data)
         events: List[Event] = []
         while True:
-            if self._body_left:
-                taken = min(self._body_left, len(self._buffer))
-                del self._buffer[:taken]
-                self._body_left -= taken
-                if self._body_left:
-                    return events
-            event = self._next_head()
+            event = self.next_event()
             if event is None:
                 return events
             events.append(event)
             if isinstance(event, ProtocolError):
-                self._failed = True
-                self._buffer.clear()
                 return events
 
     def _next_head(self) -> Optional[Event]:
@@ -154,15 +203,26 @@ def _plausible_start(prefix: bytes) -> bool:
     return all(byte in _TOKEN_CHARS for byte in method)
 
 
+_TOKEN_TEXT = bytes(sorted(_TOKEN_CHARS)).decode("ascii")
+
+
 def _is_token(text: str) -> bool:
-    return all(ord(c) < 128 and ord(c) in _TOKEN_CHARS for c in text)
+    """A non-empty RFC 9110 token. `strip` runs in C: a per-character loop in Python cost more
+    than the rest of the parse."""
+    return bool(text) and not text.strip(_TOKEN_TEXT)
+
+
+# Any control character but HTAB, searched for once the CRLF line ends are removed: NUL, a
+# bare CR and a bare LF are what RFC 9110 section 5.5 says must never be accepted (a peer that
+# ends lines differently would see other headers: request smuggling).
+_CONTROL = re.compile(b"[\x00-\x08\x0a-\x1f\x7f]")
+_CONTROL_NAMES = {0: "NUL", 13: "bare CR", 10: "bare LF"}
+# uri-host [":" port] (RFC 3986): unreserved, sub-delims, pct-encoded, IP-literal brackets.
+_HOST_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~!$&'()*+,;=:[]%"
 
 
 def _parse_head(head: bytes) -> Tuple[Request, int]:
-    try:
-        text = head.decode("latin-1")
-    except UnicodeDecodeError:  # pragma: no cover - latin-1 decodes any byte
-        raise _BadRequest("undecodable request head")
+    text = head.decode("latin-1")  # latin-1 decodes any byte
     lines = text.split("\r\n")
     parts = lines[0].split(" ")
     if len(parts) != 3 or not parts[0] or not parts[1]:
@@ -174,35 +234,62 @@ def _parse_head(head: bytes) -> Tuple[Request, int]:
         if version.startswith("HTTP/"):
             raise _BadRequest("unsupported HTTP version", 505)
         raise _BadRequest("malformed request line")
+    bad = _CONTROL.search(head.replace(b"\r\n", b""))
+    if bad is not None:
+        name = _CONTROL_NAMES.get(bad.group()[0], "control character 0x%02x" % bad.group()[0])
+        raise _BadRequest("%s in the request head" % name)
+    if "\t" in target:
+        raise _BadRequest("malformed request target")
     headers: List[Tuple[str, str]] = []
+    hosts: List[str] = []
+    connection: List[str] = []
+    lengths: List[str] = []
+    chunked = False
     for line in lines[1:]:
         name, sep, value = line.partition(":")
         if not sep or not name or not _is_token(name):
             raise _BadRequest("malformed header line")
-        headers.append((name.lower(), value.strip(" \t")))
-    request = Request(method, target, version, tuple(headers), _keep_alive(version, headers))
-    return request, _body_length(headers)
+        name = name.lower()
+        value = value.strip(" \t")
+        headers.append((name, value))
+        # One pass collects what framing, keep-alive and Host need.
+        if name == "host":
+            hosts.append(value)
+        elif name == "connection":
+            connection.append(value)
+        elif name == "content-length":
+            lengths.append(value)
+        elif name == "transfer-encoding":
+            chunked = True
+    body_length = _body_length(lengths, chunked)
+    if len(hosts) > 1:
+        raise _BadRequest("more than one Host header")
+    if hosts:
+        if hosts[0].strip(_HOST_CHARS):
+            raise _BadRequest("malformed Host header")
+    elif version == "HTTP/1.1":
+        raise _BadRequest("HTTP/1.1 request without a Host header")
+    request = Request(method, target, version, tuple(headers), _keep_alive(version, connection))
+    return request, body_length
 
 
-def _keep_alive(version: str, headers: List[Tuple[str, str]]) -> bool:
-    tokens = set()
-    for name, value in headers:
-        if name == "connection":
-            tokens.update(token.strip().lower() for token in value.split(","))
+def _keep_alive(version: str, connection: List[str]) -> bool:
+    tokens: Set[str] = set()
+    for value in connection:
+        tokens.update(token.strip().lower() for token in value.split(","))
     if version == "HTTP/1.1":
         return "close" not in tokens
     return "keep-alive" in tokens
 
 
-def _body_length(headers: List[Tuple[str, str]]) -> int:
-    lengths = {value for name, value in headers if name == "content-length"}
-    if any(name == "transfer-encoding" for name, _ in headers):
+def _body_length(lengths: List[str], chunked: bool) -> int:
+    if chunked:
         raise _BadRequest("Transfer-Encoding is not supported; send Content-Length", 501)
     if not lengths:
         return 0
-    if len(lengths) > 1:
+    if len(set(lengths)) > 1:
         raise _BadRequest("conflicting Content-Length headers")
-    value = lengths.pop()
+    value = lengths[0]
     # isdigit() alone admits non-ASCII digits such as "\xb2"; 18 digits bound int() too.
     if not (value.isascii() and value.isdigit()) or len(value) > 18:
         raise _BadRequest("malformed Content-Length")
@@ -231,10 +318,16 @@ _date = _DateCache()
 
 
 def render(response: Response, request: Optional[Request], keep_alive: bool) -> bytes:
-    """Serialise a response; `request` is None when answering a ProtocolError."""
+    """Serialise a response in one piece; `request` is None when answering a ProtocolError."""
+    head, body = render_parts(response, request, keep_alive)
+    return head + body if body else head
+
+
+def render_parts(response: Response, request: Optional[Request], keep_alive: bool) -> Tuple[bytes, bytes]:
+    """The head and the body to send (empty for HEAD), apart: joining them would copy a large
+    body once more, and a server sending a 64 MiB response should hold it once, not twice."""
     version = b"HTTP/1.1"
     reason = _REASONS.get(response.status, "Unknown").encode()
-    head_only = request is not None and request.method == "HEAD"
     lines = [
         b"%s %d %s" % (version, response.status, reason),
         b"Server: " + SERVER_NAME,
@@ -249,4 +342,6 @@ def render(response: Response, request: Optional[Request], keep_alive: bool) -> 
     for name, value in response.extra_headers:
         lines.append(name.encode("latin-1") + b": " + value.encode("latin-1"))
     head = b"\r\n".join(lines) + b"\r\n\r\n"
-    return head if head_only else head + response.body
+    if request is not None and request.method == "HEAD":
+        return head, b""
+    return head, response.body

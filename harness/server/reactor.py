@@ -9,6 +9,20 @@ to handle, so the pool bounds the *work* in flight, not the number of clients.
 Connections come from "sources": the listening socket for the `threads` strategy, the AF_UNIX
 channel from the parent for `scm-rights` workers. `on_closed` lets a source learn that one of
 its connections ended (scm-rights uses it for least-connections dispatch).
+
+What a client can hold here is bounded (see `connection.py` for the per-connection bounds):
+
+- A pool thread reads one chunk, then answers the complete requests in it one at a time, each
+  sent before the next runs, and looks whether the peer has gone before each further one.
+  Nothing more is read from that connection until all of them are answered.
+- Connections waiting in the selector with an overdue request head get a 408 (or, with no
+  byte received, just a close); idle ones are closed after the idle timeout.
+- At most `max_connections` (default `App.limits.max_connections`) connections are served at
+  once. At the cap, listening sources are taken out of the selector, so new connections wait
+  in the kernel's listen backlog until one closes; a connection accepted in the same burst
+  past the cap waits, unread, in arrival order, for a free slot. A source that is not a
+  listening socket (the scm-rights channel) is never paused: its sender decides how many
+  connections it hands over.
 """
 
 from __future__ import annotations
@@ -16,15 +30,20 @@ from __future__ import annotations
 import collections
 import selectors
 import socket
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Deque, Dict, List, Optional
 
 from . import log
 from .app import App
-from .connection import RECV_BYTES, HttpSession
+from .connection import RECV_BYTES, HttpSession, peer_closed, send_nowait, send_parts
+from .protocol import MAX_HEAD_BYTES
 
 SELECT_TIMEOUT_S = 0.5
+SWEEP_INTERVAL_S = 0.25  # how often waiting connections are checked for deadlines
+# Each request takes at least one buffered byte, so one read cannot hold more requests than this.
+MAX_REQUESTS_PER_READ = RECV_BYTES + MAX_HEAD_BYTES
 
 
 class _Conn:
@@ -36,6 +55,28 @@ class _Conn:
         self.last_active = time.monotonic()
 
 
+class _Source:
+    __slots__ = ("accept", "fileobj", "pausable", "registered")
+
+    def __init__(self, fileobj: socket.socket, accept: Callable[[], List[socket.socket]], pausable: bool) -> None:
+        self.fileobj = fileobj
+        self.accept = accept
+        self.pausable = pausable
+        self.registered = True
+
+
+def is_listening(sock: socket.socket) -> bool:
+    """True for a listening socket (whose connections can wait in its backlog)."""
+    option = getattr(socket, "SO_ACCEPTCONN", None)
+    try:
+        if option is not None:
+            return bool(sock.getsockopt(socket.SOL_SOCKET, option))
+        sock.getpeername()
+    except OSError:
+        return option is None  # without SO_ACCEPTCONN: no peer means a listener
+    return False
+
+
 class Reactor:
     def __init__(
         self,
@@ -45,11 +86,14 @@ class Reactor:
         io_timeout_s: float = 30.0,
         on_closed: Optional[Callable[[], None]] = None,
         thread_initializer: Optional[Callable[[], None]] = None,
+        stop_fd: Optional[int] = None,
+        max_connections: Optional[int] = None,
     ) -> None:
         self._app = app
         self._idle_timeout_s = idle_timeout_s
         self._io_timeout_s = io_timeout_s
         self._on_closed = on_closed
+        self._max_connections = app.limits.max_connections if max_connections is None else max_connections
         self._selector = selectors.DefaultSelector()
         self._pool = ThreadPoolExecutor(threads, "hangbench-worker", initializer=thread_initializer)
         # Pool threads hand connections back through this deque and wake the selector.
@@ -59,20 +103,47 @@ class Reactor:
         self._wake_w.setblocking(False)
         self._selector.register(self._wake_r, selectors.EVENT_READ, self._drain_wakeups)
         self._waiting: Dict[socket.socket, _Conn] = {}
+        self._sources: List[_Source] = []
+        self._parked: Deque[socket.socket] = collections.deque()  # accepted past the cap
+        self._served = 0  # connections adopted and not yet finished (waiting or in the pool)
+        self._served_lock = threading.Lock()  # pool threads finish connections too
+        self._last_sweep = 0.0
+        # The server's stop fd (Strategy.stop_fd): readable once the process is asked to stop.
+        if stop_fd is not None:
+            self._selector.register(stop_fd, selectors.EVENT_READ, None)
 
-    def add_source(self, fileobj: socket.socket, accept: Callable[[], List[socket.socket]]) -> None:
-        """Call `accept()` whenever `fileobj` is readable; it returns new connections (maybe none)."""
-        self._selector.register(fileobj, selectors.EVENT_READ, lambda: self._adopt(accept()))
+    def add_source(
+        self, fileobj: socket.socket, accept: Callable[[], List[socket.socket]], pausable: Optional[bool] = None
+    ) -> None:
+        """Call `accept()` whenever `fileobj` is readable; it returns new connections (maybe none).
+
+        A `pausable` source is left unread while the connection cap is reached (default: when
+        `fileobj` is a listening socket)."""
+        source = _Source(fileobj, accept, is_listening(fileobj) if pausable is None else pausable)
+        self._sources.append(source)
+        self._selector.register(fileobj, selectors.EVENT_READ, source)
+
+    @property
+    def connections(self) -> int:
+        """Connections being served now (parked ones not included)."""
+        return self._served
 
     def run(self) -> None:
-        """Serve until the process is asked to stop (ServerStop interrupts the select)."""
+        """Serve until `stop_fd` is readable (or, without one, until an exception such as ServerStop)."""
         while True:
             for key, _ in self._selector.select(SELECT_TIMEOUT_S):
-                if isinstance(key.data, _Conn):
-                    self._dispatch(key.data)
+                data = key.data
+                if data is None:  # the stop fd
+                    return
+                if isinstance(data, _Conn):
+                    self._dispatch(data)
+                elif isinstance(data, _Source):
+                    self._adopt(data.accept())
                 else:
-                    key.data()  # a source or the wake-up pipe
-            self._close_idle()
+                    data()  # the wake-up pipe
+            self._admit_parked()
+            self._pace_sources()
+            self._sweep()
 
     def close(self) -> None:
         try:
@@ -81,14 +152,38 @@ class Reactor:
             self._pool.shutdown(wait=False)
         for conn in list(self._waiting.values()):
             self._finish(conn)
+        while self._parked:
+            self._parked.popleft().close()
         self._selector.close()
         self._wake_r.close()
         self._wake_w.close()
 
     def _adopt(self, socks: List[socket.socket]) -> None:
         for sock in socks:
-            conn = _Conn(sock, self._app)
-            self._wait(conn)
+            if self._served < self._max_connections and not self._parked:
+                self._start(sock)
+            else:
+                self._parked.append(sock)
+
+    def _start(self, sock: socket.socket) -> None:
+        with self._served_lock:
+            self._served += 1
+        self._wait(_Conn(sock, self._app))
+
+    def _admit_parked(self) -> None:
+        while self._parked and self._served < self._max_connections:
+            self._start(self._parked.popleft())
+
+    def _pace_sources(self) -> None:
+        """Pause pausable sources at the cap, resume them below it (selector thread only)."""
+        full = self._served + len(self._parked) >= self._max_connections
+        for source in self._sources:
+            if source.pausable and source.registered == full:
+                if full:
+                    self._selector.unregister(source.fileobj)
+                else:
+                    self._selector.register(source.fileobj, selectors.EVENT_READ, source)
+                source.registered = not full
 
     def _wait(self, conn: _Conn) -> None:
         conn.last_active = time.monotonic()
@@ -101,25 +196,39 @@ class Reactor:
         self._pool.submit(self._handle, conn)
 
     def _handle(self, conn: _Conn) -> None:
-        """In a pool thread: handle the bytes that are ready, then give the connection back."""
+        """In a pool thread: read what is ready, answer the requests it completes one at a time,
+        then give the connection back."""
+        session, sock = conn.session, conn.sock
+
+        def gone() -> bool:
+            return peer_closed(sock)
+
         try:
-            conn.sock.settimeout(self._io_timeout_s)
-            out = conn.session.receive(conn.sock.recv(RECV_BYTES))
-            if out:
-                conn.sock.sendall(out)
+            sock.settimeout(self._io_timeout_s)
+            session.receive(sock.recv(RECV_BYTES))
+            for _ in range(MAX_REQUESTS_PER_READ):
+                parts = session.next_response(gone)
+                if parts is None:
+                    break
+                send_parts(sock, parts)
         except OSError:
-            conn.session.open = False
+            session.open = False
         except Exception:
             log.get().exception("unexpected error while serving a connection; closing it")
-            conn.session.open = False
-        if conn.session.open:
+            session.open = False
+        if session.open:
             self._returned.append(conn)
-            try:
-                self._wake_w.send(b"\0")
-            except BlockingIOError:
-                pass  # the wake-up pipe is full: the selector is awake anyway
+            self._wake()
         else:
             self._finish(conn)
+
+    def _wake(self) -> None:
+        try:
+            self._wake_w.send(b"\0")
+        except BlockingIOError:
+            pass  # the wake-up pipe is full: the selector is awake anyway
+        except OSError:
+            pass  # closed: the reactor is stopping
 
     def _drain_wakeups(self) -> None:
         try:
@@ -130,14 +239,31 @@ class Reactor:
         while self._returned:
             self._wait(self._returned.popleft())
 
-    def _close_idle(self) -> None:
-        cutoff = time.monotonic() - self._idle_timeout_s
-        for conn in [c for c in self._waiting.values() if c.last_active < cutoff]:
-            self._selector.unregister(conn.sock)
-            del self._waiting[conn.sock]
-            self._finish(conn)
+    def _sweep(self) -> None:
+        """Close waiting connections whose request head is overdue (408) or that idled out."""
+        now = time.monotonic()
+        if now - self._last_sweep < SWEEP_INTERVAL_S:
+            return
+        self._last_sweep = now
+        idle_cutoff = now - self._idle_timeout_s
+        for conn in list(self._waiting.values()):
+            if conn.session.head_overdue(now):
+                self._drop(conn, conn.session.timed_out())
+            elif conn.last_active < idle_cutoff:
+                self._drop(conn, b"")
+
+    def _drop(self, conn: _Conn, last_word: bytes) -> None:
+        self._selector.unregister(conn.sock)
+        del self._waiting[conn.sock]
+        send_nowait(conn.sock, last_word)
+        self._finish(conn)
 
     def _finish(self, conn: _Conn) -> None:
         conn.sock.close()
+        with self._served_lock:
+            self._served -= 1
+            was_full = self._served + 1 + len(self._parked) >= self._max_connections
+        if was_full:
+            self._wake()  # from a pool thread: let the selector resume accepting
         if self._on_closed is not None:
             self._on_closed()
