@@ -207,6 +207,10 @@ def server_args(args: argparse.Namespace) -> List[str]:
         str(args.bytes),
         "--idle-timeout",
         str(args.idle_timeout),
+        "--head-timeout",
+        str(args.head_timeout),
+        "--max-connections",
+        str(args.max_connections),
     ]
     if args.workers is not None:
         out += ["--workers", str(args.workers)]

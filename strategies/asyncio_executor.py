@@ -54,10 +54,13 @@ class AsyncioExecutor(Strategy):
         async def run(app: App, request: Request) -> Response:
             return await loop.run_in_executor(executor, handle, app, request)
 
+        slots = asyncio.Semaphore(app.limits.max_connections)  # past the cap: accepted, wait unread
+
         async def connected(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             tasks[writer] = asyncio.current_task()
             try:
-                await serve_asyncio(reader, writer, app, run, options.idle_timeout_s)
+                async with slots:
+                    await serve_asyncio(reader, writer, app, run, options.idle_timeout_s)
             finally:
                 del tasks[writer]
 
@@ -65,9 +68,8 @@ class AsyncioExecutor(Strategy):
             server = await asyncio.start_server(connected, sock=listener, backlog=options.backlog)
             async with server:
                 await stop.wait()
-                # Since 3.12.1 leaving `async with server` waits for every connection to
-                # close; idle keep-alive clients would hold the stop for --idle-timeout. Closed,
-                # they end by themselves (bounded), rather than being cancelled by asyncio.run.
+                # Since 3.12.1 leaving `async with server` waits for every connection to close (idle
+                # keep-alive ones: --idle-timeout). Closed, they end by themselves, not cancelled.
                 for writer in list(tasks):
                     writer.close()
                 if tasks:

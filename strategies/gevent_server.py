@@ -38,7 +38,8 @@ class GeventServer(Strategy):
         from gevent import socket as gsocket
 
         cooperative = gsocket.socket(listener.family, listener.type, fileno=listener.detach())
-        server = StreamServer(cooperative, handle, spawn=Pool(options.workers))
+        # The pool is also the connection cap: past it StreamServer stops accepting (backlog waits).
+        server = StreamServer(cooperative, handle, spawn=Pool(min(options.workers, app.limits.max_connections)))
         # The stop handler only writes to the stop fd (it raises nothing into a greenlet, which
         # would kill the hub); a greenlet waits on that fd cooperatively and stops the server.
         gevent.spawn(lambda: (gsocket.wait_read(self.stop_fd), server.stop(timeout=2)))

@@ -81,14 +81,14 @@ def worker_main(channel: socket.socket, app: App, options: ServeOptions) -> None
         reactor.close()
 
 
-def pick(workers: List[WorkerProcess]) -> WorkerProcess:
-    """The worker with the fewest open connections, after draining each one's close notices."""
+def drain(workers: List[WorkerProcess]) -> int:
+    """Count each worker's close notices off its load; the connections open in all workers."""
     for worker in workers:
         try:
             worker.load -= len(worker.channel.recv(4096, socket.MSG_DONTWAIT))
         except (BlockingIOError, InterruptedError):
             pass
-    return min(workers, key=lambda w: w.load)
+    return sum(worker.load for worker in workers)
 
 
 class ScmRights(Strategy):
@@ -104,12 +104,15 @@ class ScmRights(Strategy):
         listener.setblocking(False)
         logger = log.get()
         while workers and not self.stopping:
+            if drain(workers) >= app.limits.max_connections:  # the cap: new clients wait in the backlog
+                select.select([w.channel for w in workers] + [self.stop_fd], [], [], WAKE_UP_S)
+                continue
             try:
                 conn, _addr = listener.accept()
             except (BlockingIOError, InterruptedError):
                 select.select([listener.fileno(), self.stop_fd], [], [], WAKE_UP_S)
                 continue
-            worker = pick(workers)
+            worker = min(workers, key=lambda w: w.load)  # least connections
             try:
                 send_fd(worker.channel, conn.fileno())
                 worker.load += 1

@@ -28,7 +28,7 @@ import sys
 from typing import Dict, List, Optional
 
 from . import log, watchdog
-from .app import App, Work
+from .app import App, Limits, Work
 from .lifecycle import StopEvent, install_stop_handlers
 from .registry import import_timeout_s
 from .strategy import START_METHODS, ServeOptions, ServerStop, Strategy, StrategyError, discover, load_spec, resolve
@@ -92,6 +92,18 @@ def add_server_options(parser: argparse.ArgumentParser, multi: bool = False) -> 
     parser.add_argument("--bytes", type=int, default=64, help="default response body size")
     parser.add_argument(
         "--idle-timeout", type=float, default=30.0, help="close keep-alive connections idle this long, seconds"
+    )
+    parser.add_argument(
+        "--head-timeout",
+        type=float,
+        default=Limits.head_timeout_s,
+        help="close a connection whose request head is not complete this long after it began, seconds",
+    )
+    parser.add_argument(
+        "--max-connections",
+        type=int,
+        default=Limits.max_connections,
+        help="connections a server holds at once; more wait in the listen backlog",
     )
     parser.add_argument(
         "--emulate",
@@ -168,14 +180,16 @@ def run(args: argparse.Namespace) -> int:
         watchdog.start_from_env()  # ends the tree if the harness dies, even by SIGKILL
         strategy = load_strategy(args.strategy, args.plugin)
         options = options_from(args, strategy)
-        app = App(Work(cpu_us=args.cpu_us, sleep_ms=args.sleep_ms, bytes=args.bytes).validated())
+        work = Work(cpu_us=args.cpu_us, sleep_ms=args.sleep_ms, bytes=args.bytes).validated()
+        limits = Limits(head_timeout_s=args.head_timeout, max_connections=args.max_connections).validated()
+        app = App(work, limits=limits)
         listener = make_listener(args.host, args.port, options.backlog)
     except (StrategyError, ValueError) as error:
-        sys.stderr.write("harness serve: error: %s\n" % error)
+        sys.stderr.write("hangbench: error: %s\n" % error)
         return 2
     except OSError as error:
         sys.stderr.write(
-            "harness serve: error: cannot listen on %s:%d: %s\n" % (args.host, args.port, error.strerror or error)
+            "hangbench: error: cannot listen on %s:%d: %s\n" % (args.host, args.port, error.strerror or error)
         )
         return 2
     host, port = listener.getsockname()[:2]
