@@ -13,15 +13,22 @@ import argparse
 import shlex
 import sys
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Dict, List, Sequence
 
 from . import plan as planning
 from .case import run_case
 from .errors import UsageError, prog_name
+from .gates import gates_from, report, violations
 from .interrupts import Interrupts
 from .load import prepare
+from .matrix import build as build_matrix
+from .matrix import job_names, labelled
 from .progress import ProgressPrinter
+from .remote import remote_from
+from .results.analysis import analysed
+from .results.analysis import text as analysis_text
 from .results.environment import capture_environment
 from .results.jsonio import Outputs, plan_outputs, utc_stamp, write_run, write_text_atomic
 from .results.records import ResultsError, RunRecord, StrategyRecord
@@ -30,20 +37,24 @@ from .settings import Settings, settings_from
 
 
 def run_benchmark(args: argparse.Namespace) -> int:
-    settings = settings_from(args)
-    cases = planning.build(args)
+    gates = gates_from(args)  # thresholds and baseline first: a typo there costs no server start
+    remote = remote_from(args)  # --url, --engine distributed (harness.remote)
+    settings = settings_from(remote.load_args(args))
+    cases = remote.cases() or planning.build(args)
+    matrix = build_matrix(args, settings, cases)  # x workloads x levels x repetitions (harness.matrix)
+    settings = matrix.jobs[0].settings  # what every job shares: warm-up, measurement, deadline
     try:
         outputs = plan_outputs(args.output, args.label or planning.label(cases))
     except ResultsError as error:
         raise UsageError(str(error)) from None
     command = prog_name() + " " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-    budget = settings.case_budget_s() * len(cases)
+    budget = sum(job.settings.case_budget_s() for job in matrix.jobs)
     workload = settings.workload
     printer = ProgressPrinter(quiet=args.quiet, warmup_s=workload.warmup_s, duration_s=workload.duration_s)
     printer.line(
         "hangbench: %d case(s), about %.0f s each (bound %.0f s per case, %.0f s in all); results -> %s"
         % (
-            len(cases),
+            len(matrix.jobs),
             workload.warmup_s + settings.measure_bound_s + 3,
             settings.case_budget_s(),
             budget,
@@ -53,26 +64,35 @@ def run_benchmark(args: argparse.Namespace) -> int:
     _quiet_library_logs()
     prepare()
     environment = capture_environment()
-    config = config_of(args, settings, cases)
-    names = case_names(cases)
+    config = {**config_of(args, settings, cases), **matrix.describe()}
+    names = job_names(matrix.jobs)
     records: List[StrategyRecord] = []
     created = utc_stamp()
     label = outputs.shown.stem
-    with Interrupts() as interrupts, tempfile.TemporaryDirectory(prefix="hangbench-") as scratch:
-        for index, case in enumerate(cases, 1):
+    with Interrupts() as interrupts, tempfile.TemporaryDirectory(prefix="hangbench-") as scratch, remote.load() as load:
+        settings = replace(settings, run_load=load)  # one distributed master for every case, or None
+        for index, job in enumerate(matrix.jobs, 1):
             if interrupts.stop.is_set():
                 break
-            printer.start_case(index, len(cases), names[index - 1])
-            record = run_case(case, settings, interrupts, printer, Path(scratch))
+            printer.start_case(index, len(matrix.jobs), names[index - 1])
+            job_settings = replace(job.settings, run_load=settings.run_load)
+            record = remote.annotate(run_case(job.case, job_settings, interrupts, printer, Path(scratch)))
+            record = labelled(record, job)
             records.append(record)
             printer.end_case(record)
-            partial = interrupts.stop.is_set() or index < len(cases)
+            partial = interrupts.stop.is_set() or index < len(matrix.jobs)
             write_run(RunRecord(created, label, environment, config, records, partial=partial), outputs.json)
     run = RunRecord(created, label, environment, config, records, partial=interrupts.stop.is_set())
+    run = analysed(run, matrix.slo_p99_ms)
     _write_all(run, outputs, command)
     print(terminal_table(records))
+    after = analysis_text(run)
+    if after:
+        print("\n" + after)
     print("\nresults: %s  (table: %s)" % (outputs.shown, _table_shown(outputs)))
-    return interrupts.exit_status if interrupts.stop.is_set() else 0
+    if interrupts.stop.is_set():
+        return interrupts.exit_status
+    return report(violations(gates, records))
 
 
 def _write_all(run: RunRecord, outputs: Outputs, command: str) -> None:
@@ -100,7 +120,7 @@ def _quiet_library_logs() -> None:
 
 
 def config_of(args: argparse.Namespace, settings: Settings, cases: Sequence[planning.Case]) -> Dict[str, Any]:
-    config = {key: value for key, value in vars(args).items() if key != "command"}
+    config = {key: value for key, value in vars(args).items() if key not in ("command", "argv")}
     config.update(
         {
             "cases": [case.display for case in cases],

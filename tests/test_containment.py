@@ -21,7 +21,7 @@ import pytest
 from test_run import FAST, Running, assert_nothing_left, load_json, run_harness
 
 MISBEHAVING = Path(__file__).resolve().parent / "misbehaving"
-BOUNDS = ("--ready-timeout", "3", "--stop-grace", "1")
+BOUNDS = ("--ready-timeout", "3", "--stop-grace", "1", "--allow-failures")  # failing is what they do
 SLACK_S = 20.0  # interpreter start-up, planning and writing, beyond the per-case budget
 Record = Dict[str, Any]
 
@@ -148,8 +148,8 @@ CASES = [
     Case("setsid_grandchild.py", "mis-setsid-grandchild", "completed", daemon_found),
     Case("spins_cpu.py", "mis-spins-cpu", "completed", burns_cpu),
     Case("leaks_fds.py", "mis-leaks-fds", "completed", fds_leaked),
-    Case("daemon_escape.py", "mis-daemon-escape", "completed", daemon_found_without_marker),
-    Case("forged_ready.py", "mis-forged-ready", "not-ready", forged_ready_refused),
+    Case("daemon_escape.py", "mis-daemon-escape", "completed", daemon_found_without_marker, slow=True),
+    Case("forged_ready.py", "mis-forged-ready", "not-ready", forged_ready_refused, slow=True),
     Case("chatty_output.py", "mis-chatty-output", "completed", drained, slow=True),
 ]
 

@@ -123,6 +123,18 @@ def test_missing_py_spy_falls_back_to_faulthandler(blocked: subprocess.Popen, tm
     dump = result.processes[0]
     assert dump.stack_source == "faulthandler"
     assert any("cannot run py-spy" in e for e in dump.errors)
+    # The fallback runs code inside the server: the record says it was used, and where.
+    assert result.fallback_pids == (blocked.pid,)
+    assert result.stack_method.startswith("py-spy, faulthandler fallback")
+
+
+def test_forensics_that_cannot_be_written_are_still_returned(blocked: subprocess.Popen, tmp_path: Path) -> None:
+    not_a_folder = tmp_path / "file"
+    not_a_folder.write_text("")
+    result = capture([blocked.pid], not_a_folder, timeout_s=20, method="faulthandler")
+    assert result.path is None and result.write_error and "cannot write the forensics" in result.write_error
+    assert result.processes[0].threads, "the capture itself is kept"
+    assert result.stack_method == "faulthandler (asked for)" and result.fallback_pids == (blocked.pid,)
 
 
 def test_sigusr2_is_never_sent_to_a_process_without_the_hook() -> None:
@@ -186,6 +198,7 @@ def test_server_stuck_in_recv_is_diagnosed() -> None:
         server.stop(5)
 
 
+@pytest.mark.slow
 @needs_py_spy
 def test_not_ready_failure_says_where_it_is_stuck() -> None:
     with ServerProcess() as server, pytest.raises(StartupFailure) as caught:

@@ -80,7 +80,8 @@ FAKE_SERVER = textwrap.dedent(
     s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     s.bind(("127.0.0.1", 0))
     s.listen(16)
-    print(json.dumps({"event": "listening", "host": "127.0.0.1", "port": s.getsockname()[1], "pid": os.getpid()}), flush=True)
+    ready = {"event": "listening", "host": "127.0.0.1", "port": s.getsockname()[1], "pid": os.getpid()}
+    print(json.dumps(ready), flush=True)
     if mode == "stdout-flood":
         for i in range(20000):
             print("stdout line %d" % i)
@@ -211,6 +212,7 @@ def test_exit_at_once_is_crashed(launcher: str) -> None:
     assert caught.value.exit_code == 0
 
 
+@pytest.mark.slow
 def test_no_ready_line_is_not_ready_and_killed(fake) -> None:
     with ServerProcess() as server:
         with pytest.raises(StartupFailure) as caught:
@@ -222,12 +224,14 @@ def test_no_ready_line_is_not_ready_and_killed(fake) -> None:
     assert not psutil.pid_exists(pid) or psutil.Process(pid).ppid() != os.getpid()
 
 
+@pytest.mark.slow
 def test_half_a_ready_line_does_not_block(fake) -> None:
     with ServerProcess() as server, pytest.raises(StartupFailure) as caught:
         server.start(fake("partial"), ready_timeout_s=1.5)
     assert caught.value.status == NOT_READY
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("launcher", LAUNCHERS)
 def test_closed_listener_is_not_ready(launcher: str) -> None:
     with ServerProcess() as server, pytest.raises(StartupFailure) as caught:
@@ -237,6 +241,7 @@ def test_closed_listener_is_not_ready(launcher: str) -> None:
     assert caught.value.stop_report.port_free is True
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("launcher", LAUNCHERS)
 def test_listener_that_never_answers(launcher: str) -> None:
     with ServerProcess() as server, pytest.raises(StartupFailure) as caught:
@@ -250,6 +255,7 @@ def test_listener_that_never_answers(launcher: str) -> None:
         assert server.stop(5).leaks() == []
 
 
+@pytest.mark.slow
 def test_closing_every_connection_is_ready_by_accept_but_not_by_http() -> None:
     with ServerProcess() as server:
         server.start(argv_for("closes_at_once"), ready_timeout_s=10, cwd=REPO)
@@ -261,6 +267,7 @@ def test_closing_every_connection_is_ready_by_accept_but_not_by_http() -> None:
     assert re.search(r"closed the connection|reset", caught.value.message)
 
 
+@pytest.mark.slow
 def test_accepting_but_never_answering_is_ready_so_its_hangs_get_measured() -> None:
     with ServerProcess() as server:
         server.start(argv_for("stuck_in_recv"), ready_timeout_s=10, cwd=REPO)
@@ -268,6 +275,7 @@ def test_accepting_but_never_answering_is_ready_so_its_hangs_get_measured() -> N
         server.stop(5)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif("server" not in LAUNCHERS, reason="needs harness.server")
 def test_the_articles_broken_fix_is_ready_not_not_ready() -> None:
     """pool-fromfd accepts and then never answers (DESIGN.md section 1): a finding to measure."""
@@ -310,6 +318,7 @@ def test_missing_executable_is_failed_to_start(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- stop
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("launcher", LAUNCHERS)
 def test_sigterm_ignoring_tree_is_killed(launcher: str) -> None:
     with ServerProcess() as server:
@@ -398,8 +407,11 @@ def test_sample_counts_cpu_of_a_spinning_server() -> None:
         sample = server.sample()
         assert sample.rss_bytes > 1 << 20 and sample.peak_rss_bytes >= sample.rss_bytes
         assert sample.n_processes == 1
+        assert sample.mem_kind in ("pss", "uss", "rss") and 0 < sample.mem_bytes <= sample.rss_bytes
         report = server.stop(5)
     assert report.cpu_s >= 0.3 and report.peak_rss_bytes > 0
+    assert report.mem_kind == sample.mem_kind and 0 < report.peak_mem_bytes <= report.peak_rss_bytes
+    assert report.sample_interval_s >= 0.2  # the largest gap between samples, at least the interval
 
 
 def test_cpu_of_exited_children_is_kept(fake) -> None:

@@ -111,11 +111,13 @@ def test_escaped_daemon_found_by_run_id_only(started: List[subprocess.Popen], tm
     assert wait_for(out.exists, 20)
     grandchild = int(out.read_text())
     assert wait_for(lambda: psutil.Process(grandchild).ppid() == os.getpid(), 10), "reparented to the subreaper"
-    # The tree is created only now: the daemon was never seen below the root.
+    # The trees are created only now: the daemon was never seen below the root. With two live
+    # trees a reparented orphan cannot be attributed by elimination: only the marker tells.
     other = ProcessTree(root.pid, run_id="someone-else")
-    assert grandchild not in other.refresh(thorough=True)
     tree = ProcessTree(root.pid, run_id=run_id)
+    assert grandchild not in other.refresh(thorough=True)
     assert grandchild in tree.refresh()
+    del other
     victims = snapshot(tree.refresh())
     report = tree.kill(grace_s=2)
     assert set(report.terminated) == {root.pid, grandchild}
@@ -123,6 +125,23 @@ def test_escaped_daemon_found_by_run_id_only(started: List[subprocess.Popen], tm
     assert root.wait(5) == -15
     assert still_there(victims) == []
     assert grandchild not in {c.pid for c in psutil.Process().children()}, "reaped, not left a zombie"
+
+
+def test_reparented_daemon_without_marker_is_claimed_by_the_only_tree(
+    started: List[subprocess.Popen], tmp_path: Path
+) -> None:
+    """A double-forked daemon is in a session it does not lead, and a child of the harness: the
+    harness cannot have started it, so it was reparented; with one live tree, it is that tree's."""
+    out = tmp_path / "grandchild.pid"
+    root = spawn(started, DOUBLE_FORK, str(out))  # no run id: only the orphan rule can find it
+    assert wait_for(out.exists, 20)
+    grandchild = int(out.read_text())
+    assert wait_for(lambda: psutil.Process(grandchild).ppid() == os.getpid(), 10)
+    tree = ProcessTree(root.pid)
+    assert grandchild in tree.refresh()
+    report = tree.kill(grace_s=2)
+    assert grandchild in report.members and report.leftover == ()
+    assert not psutil.pid_exists(grandchild) or psutil.Process(grandchild).status() == psutil.STATUS_ZOMBIE
 
 
 def test_workers_orphaned_by_a_dying_root_are_killed(started: List[subprocess.Popen]) -> None:

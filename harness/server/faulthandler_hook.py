@@ -68,7 +68,7 @@ def install(directory: str) -> Optional[str]:
         return path  # Already armed in this process.
     try:
         os.makedirs(directory, exist_ok=True)
-        new_file = open(path, "a")
+        new_file = open(path, "a")  # noqa: SIM115 - faulthandler keeps writing into it for the process's life
         faulthandler.register(signum, file=new_file, all_threads=True, chain=False)
     except (OSError, RuntimeError, ValueError) as error:
         _warn("cannot arm SIGUSR2 stack dumps into %s: %s" % (path, error))
