@@ -23,6 +23,7 @@ from .errors import COMPLETED, CRASHED, INTERRUPTED, TIMED_OUT, describe_exit, p
 from .interrupts import Interrupts
 from .load import Progress, run_load
 from .progress import ProgressPrinter
+from .remote import EXTERNAL, run_external
 from .results.derive import CpuMark, Measurements, derive
 from .results.records import StrategyRecord
 from .settings import FORENSICS_TIMEOUT_S, Settings
@@ -35,6 +36,8 @@ def run_case(
     """One strategy, start to finish, within its budget; never raises for what the server does.
 
     A second Ctrl-C (KeyboardInterrupt) leaves at once, but only after the server tree is stopped."""
+    if case.source == EXTERNAL:  # --url: a server the harness did not start (harness.remote)
+        return run_external(case, settings, printer, settings.run_load, interrupts.stop)
     started = time.monotonic()
     case_dir = scratch / case.slug
     case_dir.mkdir(parents=True, exist_ok=True)
@@ -130,7 +133,7 @@ def _measure(
 
     interrupts.shielded += 1
     try:
-        result = run_load(workload, on_progress, stop)
+        result = (settings.run_load or run_load)(workload, on_progress, stop)
     finally:
         interrupts.shielded -= 1
     interrupts.leave_if_asked()
@@ -144,7 +147,8 @@ def _measure(
         load=result,
         start=start,
         end=end_mark,
-        peak_rss_bytes=usage.peak_rss_bytes or None,
+        peak_rss_bytes=usage.peak_mem_bytes or usage.peak_rss_bytes or None,
+        mem_kind=usage.mem_kind if usage.peak_mem_bytes else "rss",
         server_fds=(fds_at_start, fds),
         concurrency=workload.concurrency,
     )

@@ -40,9 +40,10 @@ class Measurements:
     load: LoadResult
     start: CpuMark  # at the first progress report of the measurement (within a second of its start)
     end: CpuMark  # when the load ended
-    peak_rss_bytes: Optional[int]  # the server tree's peak resident memory, if known
+    peak_rss_bytes: Optional[int]  # the server tree's peak memory, if known, as `mem_kind`
     server_fds: Tuple[int, int]  # open fds of the server tree: before warm-up, at the end
     concurrency: int
+    mem_kind: str = "rss"  # "pss" (shared pages counted once), "uss" or "rss" (summed over processes)
 
 
 def derive(base: StrategyRecord, m: Measurements) -> StrategyRecord:
@@ -69,12 +70,20 @@ def derive(base: StrategyRecord, m: Measurements) -> StrategyRecord:
         client_cpu_s=round(result.client_cpu_s, 3),
         server_cpu_util=round(server_cores, 3),
         machine_cpu_busy=round(machine_busy, 3),
-        client_bound=is_client_bound(result.client_cpu_util, client_cores, server_cores, machine_busy),
+        client_bound=_client_bound(result, client_cores, server_cores, machine_busy),
         server_cpu_s_per_1k=(1000.0 * cpu_used / served) if served else None,
         server_peak_rss_mb=m.peak_rss_bytes / 2**20 if m.peak_rss_bytes else None,
+        server_mem_kind=m.mem_kind if m.peak_rss_bytes else None,
         error_detail=dict(result.error_detail),
         server_fds=list(m.server_fds),
         partial=result.partial,
+        load_model=result.load_model,
+        intended_rate_rps=result.intended_rate_rps,
+        achieved_rate_rps=result.achieved_rate_rps,
+        service_histogram=result.service_histogram,
+        service_latency_us=dict(result.service_latency_us),
+        intervals=[dict(interval) for interval in result.intervals],
+        schedule_lag_us=dict(result.schedule_lag_us),
     )
     before, after = m.server_fds
     # Open connections account for up to `concurrency` fds (twice, counting a dup'ing parent);
@@ -92,6 +101,15 @@ def _status(status: str, result: LoadResult) -> str:
         return status
     answered = result.total - sum(result.counts.get(kind, 0) for kind in NO_ANSWER)
     return NO_RESPONSE if answered == 0 else status
+
+
+def _client_bound(result: LoadResult, client_cores: float, server_cores: float, machine_busy: float) -> bool:
+    """Open loop: the client could not keep the schedule (`LoadResult.client_bound_schedule`);
+    a server that is slower than the rate leaves the client behind too, but that is the finding,
+    and the row says the achieved rate instead. Closed loop: `is_client_bound`."""
+    if result.load_model == "open":
+        return result.client_bound_schedule
+    return is_client_bound(result.client_cpu_util, client_cores, server_cores, machine_busy)
 
 
 def is_client_bound(client_util_max: float, client_cores: float, server_cores: float, machine_busy: float) -> bool:

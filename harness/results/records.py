@@ -1,10 +1,15 @@
 """Result records: one `RunRecord` per run, one `StrategyRecord` per case.
 
 A run is the environment it ran in, its whole configuration and one `StrategyRecord` per
-(strategy, start method, interpreter) case. Records are frozen and round-trip through JSON
-unchanged, so `compare` works on files written by any earlier run of the same schema version.
+(strategy, start method, interpreter) case x workload x level x repetition, plus what is computed
+from the records: the `summaries` over repetitions, the `knees` of sweeps and the `verdict`.
+Records are frozen and round-trip through JSON unchanged, so `compare` works on files written
+by any earlier run of a readable schema version.
 The format is documented in `results/README.md`; the JSON file itself is read and written by
 `jsonio`, and the numbers are derived from the measurements by `derive`.
+
+Schema version 2 added fields to both records; a version 1 file still reads, each missing field
+taking its default (workload "hello", level {}, repetition 0, no summaries, knees or verdict).
 
 Reading checks each field's type against the record's annotations, so a hand-edited file with
 `"throughput_rps": "fast"` is refused in one sentence instead of failing later in a table.
@@ -18,7 +23,8 @@ from typing import Any, Dict, List, Mapping, Optional
 
 from ..errors import COMPLETED, CRASHED, FAILED_TO_START, INTERRUPTED, NO_RESPONSE, NOT_READY, TIMED_OUT
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+READABLE_VERSIONS = (1, 2)  # a version 1 file lacks only fields that have defaults
 
 __all__ = [
     "COMPLETED",
@@ -27,6 +33,7 @@ __all__ = [
     "INTERRUPTED",
     "NOT_READY",
     "NO_RESPONSE",
+    "READABLE_VERSIONS",
     "SCHEMA_VERSION",
     "TIMED_OUT",
     "ResultsError",
@@ -55,11 +62,12 @@ class StrategyRecord:
     elapsed_s: float = 0.0
     client_cpu_util: float = 0.0  # busiest client process: CPU seconds / wall seconds
     client_cpu_s: float = 0.0  # all client processes, during measurement
-    server_cpu_util: float = 0.0  # server tree CPU seconds / wall seconds (cores), during measurement
+    server_cpu_util: Optional[float] = 0.0  # server tree CPU s / wall s (cores), during measurement; None: external
     machine_cpu_busy: float = 0.0  # share of all the machine's cores busy during measurement
     client_bound: bool = False
     server_cpu_s_per_1k: Optional[float] = None
-    server_peak_rss_mb: Optional[float] = None
+    server_peak_rss_mb: Optional[float] = None  # peak memory of the server tree, MiB, as server_mem_kind
+    server_mem_kind: Optional[str] = None  # "pss" (shared pages counted once), "uss", or "rss" (summed)
     error_detail: Dict[str, int] = field(default_factory=dict)
     stuck: Optional[str] = None  # one phrase from the forensics: where the server was stuck
     forensics: Optional[Dict[str, Any]] = None
@@ -69,6 +77,21 @@ class StrategyRecord:
     message: Optional[str] = None  # why it failed, with the tail of the server's stderr
     partial: bool = False
     wall_s: float = 0.0  # the whole case: start, warm-up, measurement, stop
+    # Schema 2: which run of the matrix this record is, and the load model's own figures.
+    workload: str = "hello"  # the named workload (harness.workloads)
+    level: Dict[str, Any] = field(default_factory=dict)  # {} or a sweep's {"concurrency": 32} / {"rate": 2000.0}
+    repetition: int = 0  # 0-based, of --repeat
+    load_model: str = "closed"  # "closed" or "open" (--rate)
+    intended_rate_rps: Optional[float] = None  # open loop: the rate asked for
+    achieved_rate_rps: Optional[float] = None  # measured requests actually sent per second
+    service_histogram: str = ""  # open loop: uncorrected (from the actual send) HdrHistogram, encoded
+    service_latency_us: Dict[str, int] = field(default_factory=dict)  # its p50 p90 p99 p999 max
+    intervals: List[Dict[str, Any]] = field(default_factory=list)  # one per second of measurement
+    schedule_lag_us: Dict[str, int] = field(default_factory=dict)  # open loop: send minus intended time
+    # Issue 15: a server the harness did not start (--url), and per-worker results of --engine distributed.
+    server: str = "harness"  # "harness" (started and watched by the run) or "external" (no server metrics)
+    url: Optional[str] = None  # --url: the target as given
+    workers: List[Dict[str, Any]] = field(default_factory=list)  # [{worker, counts, histogram, ...}]
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> StrategyRecord:
@@ -95,6 +118,9 @@ class RunRecord:
     strategies: List[StrategyRecord]
     partial: bool = False
     schema_version: int = SCHEMA_VERSION
+    summaries: List[Dict[str, Any]] = field(default_factory=list)  # stats.summarize(strategies)
+    knees: List[Dict[str, Any]] = field(default_factory=list)  # results.knee, one per swept case x workload
+    verdict: Optional[Dict[str, Any]] = None  # results.verdict
 
     def to_dict(self) -> Dict[str, Any]:
         return asdict(self)
@@ -102,9 +128,10 @@ class RunRecord:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> RunRecord:
         version = data.get("schema_version")
-        if version != SCHEMA_VERSION:
+        if version not in READABLE_VERSIONS or isinstance(version, bool):
             raise ResultsError(
-                "results schema version %r is not supported (this hangbench reads %d)" % (version, SCHEMA_VERSION)
+                "results schema version %r is not supported (this hangbench reads %s)"
+                % (version, " and ".join(str(v) for v in READABLE_VERSIONS))
             )
         for name in ("created", "label", "environment", "config", "strategies"):
             if name not in data:
@@ -119,6 +146,10 @@ class RunRecord:
             config=dict(_checked("config", data["config"], Dict[str, Any])),
             strategies=[StrategyRecord.from_dict(item) for item in strategies],
             partial=_checked("partial", data.get("partial", False), bool),
+            schema_version=version,
+            summaries=list(_checked("summaries", data.get("summaries") or [], List[Dict[str, Any]])),
+            knees=list(_checked("knees", data.get("knees") or [], List[Dict[str, Any]])),
+            verdict=_checked("verdict", data.get("verdict"), Optional[Dict[str, Any]]),
         )
 
 
