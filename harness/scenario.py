@@ -32,7 +32,8 @@ from typing import Any
 from .errors import UsageError
 
 # Recorded in `config` but not options to replay: where the output went, and derived values.
-NOT_REPLAYED = ("output", "label", "quiet", "scenario", "command")
+# `port`: older files recorded the server's --port 0, which the run itself no longer takes.
+NOT_REPLAYED = ("output", "label", "quiet", "scenario", "command", "port")
 
 
 def _load_toml(path: Path) -> dict[str, Any]:
@@ -113,10 +114,13 @@ def replay_toml(config: Mapping[str, Any], parser: argparse.ArgumentParser, sour
     for dest, value in config.items():
         key = dest.replace("_", "-")
         action = actions.get(key)
+        if key == "sweep" and isinstance(value, str) and "=" not in value:
+            kind, _, levels = value.partition(" ")  # the config's "concurrency 1, 8, 32" -> concurrency=1,8,32
+            value = "%s=%s" % (kind, levels.replace(" ", ""))
+        if key == "strategy" and config.get("cases") and not config.get("url"):
+            value = _strategies_of(config["cases"])  # pinned, even for `all`: the same cases, not today's registry
         if action is None or key in NOT_REPLAYED or value is None or value == action.default:
             continue
-        if key == "strategy" and config.get("cases"):
-            value = _strategies_of(config["cases"])
         lines.append(f"{key} = {_toml_value(value)}")
     return "\n".join(lines) + "\n"
 

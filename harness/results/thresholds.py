@@ -159,7 +159,7 @@ def case_of(record: Mapping[str, Any]) -> str:
 
 def _applies(threshold: Threshold, record: Mapping[str, Any], named: set[str]) -> bool:
     if threshold.case is not None:
-        return threshold.case in (record["strategy"], case_of(record))
+        return threshold.case in (record["strategy"], case_of(record), record.get("case"))
     return not record.get("broken") or record["strategy"] in named
 
 
@@ -231,7 +231,7 @@ def check_slower(
 
 
 def _where(record: Mapping[str, Any]) -> str:
-    where = case_of(record)
+    where = str(record.get("case") or case_of(record))  # the table's name for it, when the caller gave one
     workload = record.get("workload")
     if workload and workload != "hello":
         where += f" [{workload}]"
