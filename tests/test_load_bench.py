@@ -1,5 +1,6 @@
-"""Benchmarks of the client's hot path: the response reader (vs h11) and end-to-end throughput
-of the asyncio engine against a trivial fixed-response server in another process.
+"""Benchmarks of the client's hot path: the response reader (vs h11), the open-loop schedule
+keeping per request, and end-to-end throughput of the asyncio engine (closed and open loop)
+against a trivial fixed-response server in another process.
 
 Disabled by default (`--benchmark-disable` in pyproject addopts: each runs once, as a test,
 and asserts behaviour only). Measure with:
@@ -7,7 +8,8 @@ and asserts behaviour only). Measure with:
     python -m pytest tests/test_load_bench.py --benchmark-enable
 
 The end-to-end figure (requests/s, in the benchmark's extra_info and printed with -s) is only
-meaningful on an idle machine with the server and the client on different cores.
+meaningful on an idle machine with the server and the client on different cores. The open-loop
+rate goal (>= 0.8 x the closed-loop maximum) is measured by bench/open_vs_closed.py.
 """
 
 from __future__ import annotations
@@ -21,7 +23,10 @@ import pytest
 
 from harness.load import Workload, run_load
 from harness.load.metrics import OK
+from harness.load.open_loop import OpenLoop
+from harness.load.outcome import Tally
 from harness.load.response import ResponseReader
+from harness.load.schedule import Schedule
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -57,6 +62,26 @@ def test_h11_parses_the_same_response(benchmark: Any) -> None:
         return events[-1]
 
     assert type(benchmark(one)).__name__ == "EndOfMessage"
+
+
+def test_open_loop_bookkeeping_per_request(benchmark: Any) -> None:
+    """What open loop adds per request: come due, take a connection, wait, be handed over."""
+    workload = Workload("127.0.0.1", 8080, rate=1_000_000.0, concurrency=1, duration_s=1000.0, warmup_s=0.0)
+    schedule = Schedule(workload, 0.0)
+    keeper = OpenLoop(workload, schedule, Tally(0.0, service=True))
+    clock = [0.0]
+
+    def thousand() -> int:  # 1000 requests due over 1 ms, one connection: all but one wait
+        clock[0] += 0.001
+        free = ["conn"]
+        sent = len(keeper.due(clock[0], free))
+        for _ in range(1000):
+            if keeper.next_waiting(clock[0]) is None:
+                break
+            sent += 1
+        return sent
+
+    assert abs(benchmark(thousand) - 1000) <= 1  # 1000 per ms, give or take one at the edges
 
 
 class _Fixed(asyncio.Protocol):
@@ -114,19 +139,27 @@ def fixed_port() -> Any:
             server.join(5)
 
 
-@pytest.mark.parametrize("connection", ["keep-alive", "close"])
-def test_asyncio_engine_throughput(benchmark: Any, fixed_port: int, connection: str) -> None:
-    workload = Workload("127.0.0.1", fixed_port, concurrency=32, duration_s=1.0, warmup_s=0.2, connection=connection)
+@pytest.mark.parametrize(
+    "connection, rate",
+    [("keep-alive", None), ("close", None), ("keep-alive", 500.0)],
+    ids=["keep-alive", "close", "keep-alive-open-500"],
+)
+def test_asyncio_engine_throughput(benchmark: Any, fixed_port: int, connection: str, rate: float | None) -> None:
+    workload = Workload(
+        "127.0.0.1", fixed_port, concurrency=32, duration_s=1.0, warmup_s=0.2, connection=connection, rate=rate
+    )
     started = time.monotonic()
     result = benchmark.pedantic(run_load, args=(workload,), rounds=1, iterations=1)
     benchmark.extra_info.update(
         requests_per_s=round(result.throughput_rps),
         p99_us=result.latency_us["p99"],
+        schedule_lag_p99_us=result.schedule_lag_us.get("p99"),
         client_cpu_util=round(result.client_cpu_util, 2),
     )
     print(
-        "\nasyncio engine, %s, 32 connections: %.0f req/s, p99 %d us, client CPU %.2f (%.1fs)"
+        "\nasyncio engine, %s, %s, 32 connections: %.0f req/s, p99 %d us, client CPU %.2f (%.1fs)"
         % (
+            result.load_model + ("" if rate is None else " at %g/s" % rate),
             connection,
             result.throughput_rps,
             result.latency_us["p99"],

@@ -160,6 +160,10 @@ def test_ok_server_gives_ok(engine: str, connection: str) -> None:
     assert 0 < result.latency_us["p50"] <= result.latency_us["max"] <= 500_000
     assert result.throughput_rps == pytest.approx(result.counts["ok"] / result.elapsed_s)
     assert result.engine == engine and not result.partial
+    # Closed loop: a per-second series that adds up, service time = latency, no schedule.
+    assert result.load_model == "closed" and result.intended_rate_rps is None and result.schedule_lag_us == {}
+    assert result.service_latency_us == result.latency_us
+    assert len(result.intervals) >= 1 and sum(i["counts"]["ok"] for i in result.intervals) == result.counts["ok"]
 
 
 @pytest.mark.parametrize("engine", ENGINES)
@@ -286,6 +290,7 @@ def test_two_client_processes_merge_into_one_result() -> None:
     assert result.client_procs == 2
     assert result.counts["ok"] == 60 and result.total == 60
     assert result.latency_histogram().total_count == 60
+    assert sum(i["counts"]["ok"] for i in result.intervals) == 60
     assert not result.partial
 
 

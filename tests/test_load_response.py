@@ -146,10 +146,10 @@ def test_classify_error(error: BaseException, connecting: bool, kind: str, detai
 
 def test_tally_discards_warmup_and_records_latency_of_ok_only() -> None:
     tally = Tally()
-    tally.record(OK, False, 0.001)
-    tally.record(OK, True, 0.002)
-    tally.record(RESET, True, 0.003, "ECONNRESET")
-    tally.record(HANG, True, 2.0, "timeout")
+    tally.record(OK, False, 0.001, 0.001)
+    tally.record(OK, True, 0.002, 0.002)
+    tally.record(RESET, True, 0.003, 0.003, detail="ECONNRESET")
+    tally.record(HANG, True, 2.0, 2.0, detail="timeout")
     assert tally.warmup[OK] == 1
     assert tally.counts[OK] == 1 and tally.counts[RESET] == 1 and tally.counts[HANG] == 1
     assert tally.histogram.total_count == 1

@@ -1,4 +1,4 @@
-"""The fast client: one event loop (uvloop when importable), `concurrency` closed-loop slots.
+"""The fast client: one event loop (uvloop when importable), `concurrency` slots (connections).
 
 Shaped for speed, because the client must never be the bottleneck it claims to measure:
 - callbacks, not coroutines, on the hot path: each slot is a small state machine driven by
@@ -14,6 +14,12 @@ A connection-per-request (`close`) request starts at its connect; a keep-alive r
 at its send, or at its connect when the slot had to (re)connect first. Only creating a
 connection uses a task (`loop.create_connection` is a coroutine).
 
+Closed loop (no `rate`): a slot sends its next request as soon as its last one ends. Open loop
+(`rate`): the slots are a connection pool; `dispatch` sends requests at their intended times
+(open_loop.py keeps the schedule, the wait queue and the lag) and a slot that frees up takes
+the oldest waiting request. Both share the slot state machine; the open-loop slot differs only
+in what it does next (`next_request`), so the closed-loop hot path is unchanged.
+
 The ticker is also the run's clock: phase changes, the CPU window, progress reports, the
 caller's stop event, and a hard time bound after which whatever is left is abandoned.
 """
@@ -21,12 +27,13 @@ caller's stop event, and a hard time bound after which whatever is left is aband
 from __future__ import annotations
 
 import asyncio
-import math
 import time
 from collections.abc import Callable
 
+from . import engines
 from .metrics import HANG, MALFORMED, LoadResult
 from .net import raise_fd_limit, resolve
+from .open_loop import OpenLoop
 from .outcome import Tally, classify_error
 from .response import ResponseReader
 from .schedule import MEASURED, STOP, CpuWindow, Progress, Schedule
@@ -37,6 +44,10 @@ ProgressFn = Callable[[Progress], None]
 IDLE, CONNECTING, WAITING = 0, 1, 2
 PROGRESS_INTERVAL_S = 1.0
 CLEANUP_TIMEOUT_S = 2.0
+# Open loop: the dispatcher never sleeps less than this. Both loops' timers have millisecond
+# resolution, so a shorter sleep only spins the loop (burning the CPU the server needs, which
+# made sends *later* on a busy two-core machine); responses also trigger sends that are due.
+MIN_TIMER_S = 0.001
 
 
 def new_loop() -> tuple[asyncio.AbstractEventLoop, str]:
@@ -95,19 +106,21 @@ class _Conn(asyncio.Protocol):
 class _Slot:
     """One closed-loop client: issues a request, waits for its outcome, issues the next."""
 
-    __slots__ = ("conn", "measured", "reader", "run", "state", "t0", "task")
+    __slots__ = ("conn", "measured", "reader", "run", "state", "t0", "task", "ts")
 
     def __init__(self, run: _Run) -> None:
         self.run = run
         self.conn: _Conn | None = None
         self.state = IDLE
-        self.t0 = 0.0
+        self.t0 = 0.0  # intended start of the current request (closed loop: its send)
+        self.ts = 0.0  # actual start (send, or connect) of the current request
         self.measured = False
         self.reader = ResponseReader(read_eof=run.read_eof)
         self.task: asyncio.Task[None] | None = None
 
     # -- issuing -----------------------------------------------------------------------------
     def begin(self) -> None:
+        """Closed loop: ask the schedule, then send at once (intended start = now)."""
         run = self.run
         now = time.monotonic()
         admitted = run.schedule.admit(now)
@@ -116,8 +129,14 @@ class _Slot:
             self.drop(abort=False)
             run.slot_idle()
             return
-        self.measured = admitted == MEASURED
-        self.t0 = now
+        self.send(now, admitted == MEASURED, now)
+
+    def send(self, intended: float, measured: bool, now: float) -> None:
+        """Send one request whose latency counts from `intended` (its service time from now)."""
+        run = self.run
+        self.measured = measured
+        self.t0 = intended
+        self.ts = now
         self.reader.reset()
         conn = self.conn
         if conn is not None:
@@ -145,11 +164,15 @@ class _Slot:
 
     def finish(self, kind: str, detail: str | None = None) -> None:
         run = self.run
-        latency = time.monotonic() - self.t0
+        now = time.monotonic()
+        latency = now - self.t0
         if latency >= run.deadline:
             kind = HANG
         self.state = IDLE
-        run.tally.record(kind, self.measured, latency, detail)
+        run.tally.record(kind, self.measured, now, latency, now - self.ts, detail)
+        self.next_request(now)
+
+    def next_request(self, now: float) -> None:
         self.begin()
 
     def drop(self, abort: bool) -> None:
@@ -216,6 +239,25 @@ class _Slot:
         self.state = IDLE
 
 
+class _OpenSlot(_Slot):
+    """One pooled connection of an open-loop run: sends what the dispatcher hands it, then
+    takes the oldest waiting request or returns to the free pool."""
+
+    __slots__ = ()
+
+    def next_request(self, now: float) -> None:
+        run = self.run
+        waiting = run.open_loop.next_waiting(now)  # type: ignore[union-attr]
+        if waiting is not None:
+            self.send(waiting[0], waiting[1], now)
+            return
+        run.free.append(self)
+        if now >= run.open_loop.next_due:  # type: ignore[union-attr]  # due already: no timer wait
+            run.send_due(now)
+        else:
+            run.check_done()
+
+
 class _Run:
     def __init__(
         self,
@@ -237,6 +279,8 @@ class _Run:
         self.read_eof = workload.read == "eof"
         self.keep_alive = workload.keep_alive
         self.tally = Tally()
+        self.open_loop: OpenLoop | None = None
+        self.free: list[_Slot] = []  # open loop: connections with nothing to send
         self.cpu = CpuWindow()
         self.tasks: set[asyncio.Task[None]] = set()
         self.slots: list[_Slot] = []
@@ -254,34 +298,66 @@ class _Run:
         raise_fd_limit(self.workload.concurrency + 64)
         if start_at is not None:
             await asyncio.sleep(max(0.0, start_at - time.monotonic()))
-        self.schedule = Schedule(self.workload, time.monotonic())
-        self.slots = [_Slot(self) for _ in range(self.workload.concurrency)]
-        self.loop.call_later(max(0.0, self.schedule.measure_start - time.monotonic()), self.cpu.begin)
+        workload = self.workload
+        self.schedule = schedule = Schedule(workload, time.monotonic())
+        open_loop = workload.rate is not None
+        self.tally = Tally(schedule.measure_start, service=open_loop)
+        self.loop.call_later(max(0.0, schedule.measure_start - time.monotonic()), self.cpu.begin)
         try:
-            for slot in self.slots:
-                slot.begin()
+            if open_loop:
+                self.open_loop = OpenLoop(workload, schedule, self.tally)
+                self.slots = [_OpenSlot(self) for _ in range(workload.concurrency)]
+                self.free = list(self.slots)
+                self.dispatch()
+            else:
+                self.slots = [_Slot(self) for _ in range(workload.concurrency)]
+                for slot in self.slots:
+                    slot.begin()
             await self.tick_until_done()
         finally:
             await self.shutdown()
-        elapsed = self.schedule.elapsed(self.tally.last_end or time.monotonic())
+        elapsed = schedule.elapsed(self.tally.last_end or time.monotonic())
         return self.tally.result(
-            elapsed, self.cpu.cpu_s, self.cpu.wall_s, engine="asyncio", loop=self.loop_name, partial=self.partial
+            elapsed,
+            self.cpu.cpu_s,
+            self.cpu.wall_s,
+            engine="asyncio",
+            loop=self.loop_name,
+            partial=self.partial,
+            schedule=self.open_loop.stats() if self.open_loop is not None else None,
         )
 
-    def hard_limit(self) -> float:
-        """No legitimate run lasts longer: every slot's share of requests could hang."""
-        w, tick = self.workload, self.tick_s()
-        if w.duration_s is not None:
-            length = w.duration_s
-        else:
-            length = math.ceil((w.requests or 0) / w.concurrency) * (w.deadline_s + 2 * tick)
-        return self.schedule.measure_start + length + w.deadline_s + 1.0
+    def dispatch(self) -> None:
+        """Open loop: send every request that is due (catching up at once if late), then
+        sleep until the next one is."""
+        open_loop = self.open_loop
+        if open_loop is None or not open_loop.issuing:
+            return
+        self.send_due(time.monotonic())
+        if open_loop.issuing:
+            delay = open_loop.next_due - time.monotonic()
+            self.loop.call_later(max(delay, MIN_TIMER_S), self.dispatch)
+
+    def send_due(self, now: float) -> None:
+        """Send what is due now on free connections (the rest waits for one)."""
+        open_loop = self.open_loop
+        if open_loop is not None:
+            for slot, intended, measured in open_loop.due(now, self.free):
+                slot.send(intended, measured, now)
+            if not open_loop.issuing:
+                self.check_done()
+
+    def check_done(self) -> None:
+        """Open loop: done when nothing is left to send and every connection is free."""
+        open_loop = self.open_loop
+        if open_loop is not None and open_loop.done and len(self.free) == len(self.slots):
+            self.all_idle.set()
 
     def tick_s(self) -> float:
         return min(0.05, max(0.002, self.deadline / 20))
 
     async def tick_until_done(self) -> None:
-        tick, limit = self.tick_s(), self.hard_limit()
+        tick, limit = self.tick_s(), engines.hard_limit(self.workload, self.schedule.start)
         next_progress = self.schedule.start + PROGRESS_INTERVAL_S
         max_ticks = int((limit - self.schedule.start) / tick) + 10
         for _ in range(max_ticks):
@@ -293,12 +369,17 @@ class _Run:
             now = time.monotonic()
             if self.stop is not None and self.stop.is_set():  # type: ignore[attr-defined]
                 self.schedule.stop(now)
+                if self.open_loop is not None:
+                    self.open_loop.stop()
                 self.partial = True
                 return
             if self.schedule.issuing_over(now):
                 self.cpu.end()
             for slot in self.slots:
                 slot.expire(now)
+            if self.open_loop is not None:
+                self.open_loop.expire(now)
+                self.check_done()
             if now >= next_progress:
                 next_progress = now + PROGRESS_INTERVAL_S
                 self.report(now)
@@ -315,6 +396,8 @@ class _Run:
 
     async def shutdown(self) -> None:
         self.cpu.end()
+        if self.open_loop is not None:
+            self.open_loop.stop()  # a dispatch timer firing during cleanup sends nothing
         for slot in self.slots:
             slot.abandon()
         tasks = list(self.tasks)

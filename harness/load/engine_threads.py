@@ -1,5 +1,8 @@
 """The article's client: a ThreadPoolExecutor(max_workers=concurrency) of blocking sockets.
 
+Closed loop only, on purpose: it is the client the article's users ran, and pacing blocking
+workers to a schedule would make it a different client (the registry refuses a rate for it).
+
 It exists to reproduce what the article's users ran, not to be fast: each worker opens a
 plain blocking socket per request (keeps it only for `keep-alive` with a Content-Length
 response), sends with `sendall`, and reads per the workload's read mode. Every blocking call
@@ -14,12 +17,12 @@ they return at once instead of at their deadlines.
 from __future__ import annotations
 
 import concurrent.futures
-import math
 import socket
 import threading
 import time
 from collections.abc import Callable
 
+from . import engines
 from .metrics import HANG, MALFORMED, LoadResult
 from .net import raise_fd_limit, resolve
 from .outcome import Tally, classify_error
@@ -43,7 +46,7 @@ class _Shared:
         self.request = workload.request_bytes()
         self.lock = threading.Lock()
         self.schedule = Schedule(workload, time.monotonic())
-        self.tally = Tally()
+        self.tally = Tally(self.schedule.measure_start)
         self.sockets: set[socket.socket] = set()
 
     def admit(self) -> tuple[int, float]:
@@ -51,10 +54,10 @@ class _Shared:
             now = time.monotonic()
             return self.schedule.admit(now), now
 
-    def record(self, kind: str, measured: bool, latency: float, detail: str | None) -> None:
+    def record(self, kind: str, measured: bool, now: float, latency: float, detail: str | None) -> None:
         with self.lock:
             if self.schedule.stopped_at is None:  # after a stop, in-flight requests are not counted
-                self.tally.record(kind, measured, latency, detail)
+                self.tally.record(kind, measured, now, latency, latency, detail)
 
     def track(self, sock: socket.socket, add: bool) -> None:
         with self.lock:
@@ -95,14 +98,6 @@ def run(workload: Workload, progress: ProgressFn | None = None, stop: threading.
         return shared.tally.result(elapsed, cpu.cpu_s, cpu.wall_s, engine="threads", loop="threads", partial=partial)
 
 
-def _hard_limit(workload: Workload, schedule: Schedule) -> float:
-    if workload.duration_s is not None:
-        length = workload.duration_s
-    else:
-        length = math.ceil((workload.requests or 0) / workload.concurrency) * (workload.deadline_s + 0.1)
-    return schedule.measure_start + length + workload.deadline_s + 1.0
-
-
 def _clock(
     shared: _Shared,
     futures: list[concurrent.futures.Future[None]],
@@ -111,7 +106,7 @@ def _clock(
 ) -> tuple[bool, CpuWindow]:
     """Runs in the calling thread until the workers are done; returns (partial, cpu window)."""
     schedule, cpu = shared.schedule, CpuWindow()
-    limit = _hard_limit(shared.workload, schedule)
+    limit = engines.hard_limit(shared.workload, schedule.start)
     next_progress = schedule.start + PROGRESS_INTERVAL_S
     for _ in range(int((limit - schedule.start) / CLOCK_STEP_S) + 10):
         done, _pending = concurrent.futures.wait(futures, timeout=CLOCK_STEP_S)
@@ -162,10 +157,11 @@ def _worker(shared: _Shared) -> None:
             if admitted == STOP:
                 return
             kind, detail, sock = _request(shared, reader, sock, t0 + deadline_s)
-            latency = time.monotonic() - t0
+            now = time.monotonic()
+            latency = now - t0
             if latency >= deadline_s:
                 kind = HANG
-            shared.record(kind, admitted == MEASURED, latency, detail)
+            shared.record(kind, admitted == MEASURED, now, latency, detail)
     finally:
         if sock is not None:
             _close(shared, sock)

@@ -10,16 +10,18 @@ from __future__ import annotations
 import resource
 import socket
 
+from .errors import HostError
+
 
 def resolve(host: str, port: int) -> tuple[int, str]:
     """(address family, numeric host) for a TCP connection to host:port.
 
-    Raises ValueError (one sentence) when the name does not resolve: a user's mistake.
+    Raises HostError, a ValueError (one sentence), when the name does not resolve: a user's mistake.
     """
     try:
         family, _, _, _, sockaddr = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
     except (socket.gaierror, UnicodeError) as error:
-        raise ValueError("cannot resolve host %r: %s" % (host, error)) from None
+        raise HostError("cannot resolve host %r: %s" % (host, error)) from None
     return family, str(sockaddr[0])
 
 

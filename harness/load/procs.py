@@ -19,7 +19,6 @@ Why it is shaped so:
 
 from __future__ import annotations
 
-import math
 import multiprocessing
 import queue as queue_module
 import signal
@@ -29,6 +28,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
+from . import engines
 from .metrics import LatencyHistogram, LoadResult, merge, zero_counts
 from .net import resolve
 from .schedule import MEASURE, WARMUP, Progress
@@ -38,7 +38,7 @@ ProgressFn = Callable[[Progress], None]
 READY_TIMEOUT_S = 60.0  # spawn + imports, on a busy two-core machine with many children
 START_DELAY_S = 0.05
 STOP_GRACE_S = 5.0  # after a stop: children need a tick plus their cleanup
-FINISH_GRACE_S = 5.0
+FINISH_GRACE_S = 5.0  # beyond the engines' own hard limit: a child's result crossing the pipe
 POLL_S = 0.2
 PROGRESS_INTERVAL_S = 1.0
 
@@ -71,7 +71,9 @@ def run(workload: Workload, progress: ProgressFn | None = None, stop: threading.
             return _empty(workload)
         start_at.value = time.monotonic() + START_DELAY_S
         go.set()
-        results = collector.wait_results(_deadline(workload, start_at.value), stop, child_stop)
+        results = collector.wait_results(
+            engines.hard_limit(workload, start_at.value, engines.ENGINE_SLACK_S + FINISH_GRACE_S), stop, child_stop
+        )
     finally:
         child_stop.set()
         go.set()  # children still waiting to start see the stop and return at once
@@ -83,15 +85,6 @@ def run(workload: Workload, progress: ProgressFn | None = None, stop: threading.
     merged = merge(results)
     missing = len(results) < len(children)
     return replace(merged, partial=merged.partial or missing or stopped, client_procs=len(children))
-
-
-def _deadline(workload: Workload, start: float) -> float:
-    if workload.duration_s is not None:
-        length = workload.duration_s
-    else:
-        per_slot = math.ceil((workload.requests or 0) / workload.concurrency)
-        length = per_slot * (workload.deadline_s + 0.1)
-    return start + workload.warmup_s + length + workload.deadline_s + FINISH_GRACE_S
 
 
 def _empty(workload: Workload) -> LoadResult:

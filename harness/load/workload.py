@@ -5,6 +5,13 @@ client process, or split between processes (`share`). `check()` turns every impo
 number into one clear sentence before any socket is opened; the engines trust a checked
 workload and do no validation of their own.
 
+Open loop: `rate` (requests/s in total over every client process) turns the run open-loop:
+requests are sent at intended times drawn from `arrival` ("uniform" or "poisson", seeded by
+`seed` so that a run can be repeated exactly), and `concurrency` becomes the connection pool.
+`share(n)` hands process i the arrivals i, i+n, i+2n... of the uniform schedule (or an
+independent Poisson stream of rate/n: the superposition is Poisson at `rate`), recorded as
+`stream`/`streams`, so the processes together send the one schedule the user asked for.
+
 The work limits mirror the server's `harness.server.app` limits on purpose, but are copied rather than
 imported: the client side never imports the server side (they meet only over TCP).
 """
@@ -15,7 +22,11 @@ import builtins
 import math
 from dataclasses import dataclass, replace
 
-ENGINES = ("asyncio", "threads")
+from . import engines
+from .errors import UnsupportedLoadModel, WorkloadError
+
+ENGINES = engines.ENGINE_NAMES
+ARRIVALS = ("uniform", "poisson")
 CONNECTIONS = ("close", "keep-alive")
 READ_MODES = ("content-length", "eof")
 
@@ -25,6 +36,7 @@ MAX_DEADLINE_S = 60.0  # the latency histogram's range
 MAX_CPU_US = 10_000_000
 MAX_SLEEP_MS = 60_000.0
 MAX_BYTES = 64 * 1024 * 1024
+MAX_RATE = 1_000_000.0  # requests/s; far beyond what one Python client process can send
 
 
 @dataclass(frozen=True)
@@ -43,8 +55,27 @@ class Workload:
     sleep_ms: float = 0.0
     bytes: int = 64
     client_procs: int = 1  # asyncio engine only: spread connections over N processes
+    rate: float | None = None  # open loop: requests/s in total; None: closed loop
+    arrival: str = "uniform"  # open loop: "uniform" | "poisson" intended start times
+    seed: int = 0  # open loop: seeds the poisson arrivals (a run can be repeated exactly)
+    stream: int = 0  # open loop, set by share(): this process's part of the schedule...
+    streams: int = 1  # ...out of this many
+    path: str | None = None  # --url: the request target as given; None: /work?... with the work above
+
+    @property
+    def load_model(self) -> str:
+        """ "open" when a rate is given, else "closed"."""
+        return engines.CLOSED if self.rate is None else engines.OPEN
+
+    def share_rate(self) -> float:
+        """The requests/s this process's part of the schedule sends (open loop only)."""
+        if self.rate is None:
+            raise WorkloadError("a closed-loop workload has no rate")
+        return self.rate / self.streams
 
     def target(self) -> str:
+        if self.path is not None:
+            return self.path
         return "/work?cpu_us=%d&sleep_ms=%s&bytes=%d" % (self.cpu_us, _number(self.sleep_ms), self.bytes)
 
     def request_bytes(self) -> builtins.bytes:  # `bytes` is a field here
@@ -60,7 +91,8 @@ class Workload:
         return self.connection == "keep-alive"
 
     def check(self) -> Workload:
-        """Return self, or raise ValueError with one sentence naming the bad number."""
+        """Return self, or raise WorkloadError (a ValueError) with one sentence naming the bad
+        number; UnsupportedLoadModel (a WorkloadError) for a rate the engine cannot send."""
         _require(isinstance(self.host, str) and bool(self.host), "host must be a non-empty string")
         _require(
             _is_int(self.port) and 1 <= self.port <= 65535, "port must be between 1 and 65535 (got %r)" % (self.port,)
@@ -97,7 +129,24 @@ class Workload:
             "bytes must be between 0 and %d (got %r)" % (MAX_BYTES, self.bytes),
         )
         self._check_procs()
+        self._check_open_loop()
         return self
+
+    def _check_open_loop(self) -> None:
+        engine = engines.get(self.engine)
+        if self.rate is not None and not engine.supports(engines.OPEN):
+            raise UnsupportedLoadModel(engine.refusal)
+        if self.rate is not None:
+            _require(
+                _finite(self.rate) and 0 < self.rate <= MAX_RATE,
+                "rate must be more than 0 and at most %g requests/s (got %r)" % (MAX_RATE, self.rate),
+            )
+        _require(self.arrival in ARRIVALS, "arrival must be one of %s (got %r)" % (", ".join(ARRIVALS), self.arrival))
+        _require(_is_int(self.seed), "seed must be an integer (got %r)" % (self.seed,))
+        _require(
+            _is_int(self.streams) and _is_int(self.stream) and 0 <= self.stream < self.streams,
+            "stream must be between 0 and streams - 1 (got %r of %r)" % (self.stream, self.streams),
+        )
 
     def _check_length(self) -> None:
         if self.requests is None:
@@ -136,11 +185,14 @@ class Workload:
             )
 
     def share(self, parts: int) -> list[Workload]:
-        """Split concurrency (and `requests`) as evenly as possible into `parts` one-process
-        workloads whose sum is this workload."""
+        """Split concurrency, `requests` and the open-loop schedule as evenly as possible into
+        `parts` one-process workloads whose sum is this workload."""
         shares = _split(self.concurrency, parts)
         requests = _split(self.requests, parts) if self.requests is not None else [None] * parts
-        return [replace(self, concurrency=c, requests=r, client_procs=1) for c, r in zip(shares, requests, strict=True)]
+        return [
+            replace(self, concurrency=c, requests=r, client_procs=1, stream=i, streams=parts)
+            for i, (c, r) in enumerate(zip(shares, requests, strict=True))
+        ]
 
 
 def _split(total: int, parts: int) -> list[int]:
@@ -162,4 +214,4 @@ def _finite(value: object) -> bool:
 
 def _require(condition: bool, message: str) -> None:
     if not condition:
-        raise ValueError(message)
+        raise WorkloadError(message)
