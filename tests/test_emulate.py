@@ -7,7 +7,7 @@ Three layers:
    with the emulation 1 queues and the rest are refused at once, as on macOS.
 2. Propagation: fresh interpreters started with `child_env()` install the same patches through
    `_emulate_site/sitecustomize.py`, and still run a sitecustomize it shadows.
-3. The gh-101225 scenario at the multiprocessing level (`python harness/server/emulate.py reproduce`),
+3. The gh-101225 scenario at the multiprocessing level (`python harness/server/emulate_lab.py reproduce`),
    in a subprocess per case (a forkserver and the patches must not leak into this process),
    under this interpreter and, when installed, pyenv's 3.12.1 (bug) and 3.13.0 (fixed).
 
@@ -29,7 +29,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional
+from typing import Any, Dict, Iterator, List, Optional
 
 import pytest
 
@@ -37,11 +37,11 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # `pytest` (not `python -m pytest`) does not add the repo root
     sys.path.insert(0, str(ROOT))
 
-from harness.server import emulate  # noqa: E402
+from harness.server import emulate, emulate_lab  # noqa: E402
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux semantics")
 
-EMULATE_PY = ROOT / "harness" / "emulate.py"
+EMULATE_LAB_PY = ROOT / "harness" / "server" / "emulate_lab.py"  # run by file path, as the docs do
 SNDTIMEO = 0.5  # how long a queued (blocking) connect may wait in the socket-level tests
 START_METHODS = ("fork", "spawn", "forkserver")
 
@@ -128,9 +128,9 @@ def interpreter(version: str) -> Optional[str]:
     return path if os.access(path, os.X_OK) else None
 
 
-def reproduce(python: str, method: str, *flags: str, tasks: int = 24) -> Dict[str, object]:
-    """Run `python harness/server/emulate.py reproduce` and return its JSON summary."""
-    cmd = [python, str(EMULATE_PY), "reproduce", "--method", method, "--tasks", str(tasks)]
+def reproduce(python: str, method: str, *flags: str, tasks: int = 24) -> Dict[str, Any]:
+    """Run `python harness/server/emulate_lab.py reproduce` and return its JSON summary."""
+    cmd = [python, str(EMULATE_LAB_PY), "reproduce", "--method", method, "--tasks", str(tasks)]
     cmd += ["--concurrency", "8", "--grace", "1.5", *flags]
     env = {k: v for k, v in os.environ.items() if k not in (emulate.ENV_VAR, emulate.LOG_ENV_VAR)}
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=ROOT, env=env)
@@ -138,9 +138,9 @@ def reproduce(python: str, method: str, *flags: str, tasks: int = 24) -> Dict[st
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def reproduce_until_loss(python: str, method: str, attempts: int = 3) -> Dict[str, object]:
+def reproduce_until_loss(python: str, method: str, attempts: int = 3) -> Dict[str, Any]:
     """Loss depends on timing: try up to `attempts` runs, return the first that lost a task."""
-    summary: Dict[str, object] = {}
+    summary: Dict[str, Any] = {}
     for _ in range(attempts):
         summary = reproduce(python, method)
         if summary["lost"]:
@@ -156,7 +156,7 @@ def run_python(python: str, code: str, env: Dict[str, str]) -> subprocess.Comple
 
 
 def test_unknown_name_is_a_value_error_listing_the_known_ones() -> None:
-    with pytest.raises(ValueError, match="unknown emulation 'windows'.*macos-unix-refusal"):
+    with pytest.raises(ValueError, match=r"unknown emulation 'windows'.*macos-unix-refusal"):
         emulate.apply(["windows"])
     with pytest.raises(ValueError, match="macos-unix-refusal"):
         emulate.child_env(["macos-unix-refusal", "bogus"])
@@ -208,12 +208,31 @@ def test_emulation_queues_backlog_then_refuses_at_once(emulated: None, unix_list
 
 @pytest.mark.parametrize("backlog, linux", [(1, 2), (2, 3), (5, 6), (0, 1)])
 def test_probe_counts(backlog: int, linux: int) -> None:
-    assert emulate.probe_queue_limit(backlog) == (linux, "EAGAIN")
+    assert emulate_lab.probe_queue_limit(backlog) == (linux, "EAGAIN")
 
 
 @pytest.mark.parametrize("backlog, macos", [(1, 1), (2, 2), (5, 5), (0, 128)])
 def test_probe_counts_emulated(emulated: None, backlog: int, macos: int) -> None:
-    assert emulate.probe_queue_limit(backlog) == (macos, "ECONNREFUSED")
+    assert emulate_lab.probe_queue_limit(backlog) == (macos, "ECONNREFUSED")
+
+
+@pytest.mark.parametrize("version", ["3.8.18", None])
+def test_lab_probe_runs_by_file_path(version: Optional[str]) -> None:
+    """`emulate_lab.py probe` as docs/why-it-hangs.md runs it: by path, outside the package."""
+    python = interpreter(version) if version else sys.executable
+    if python is None:
+        pytest.skip("Python %s not installed" % version)
+    env = {k: v for k, v in os.environ.items() if k not in (emulate.ENV_VAR, emulate.LOG_ENV_VAR, "PYTHONPATH")}
+    lines = []
+    for flags in ([], ["--emulate"]):
+        cmd = [python, str(EMULATE_LAB_PY), "probe", "--backlog", "1", *flags]
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=60, cwd=ROOT, env=env)
+        assert out.returncode == 0, out.stderr
+        lines.append(json.loads(out.stdout))
+    assert lines == [
+        {"backlog": 1, "queued": 2, "next": "EAGAIN"},
+        {"backlog": 1, "queued": 1, "next": "ECONNREFUSED"},
+    ]
 
 
 @pytest.mark.parametrize("timeout", [None, 0.0, 2.5])

@@ -200,11 +200,14 @@ def send_nowait(sock: Any, data: bytes) -> None:
         pass
 
 
-def serve_blocking(sock: socket.socket, app: App, idle_timeout_s: float = 30.0) -> None:
+def serve_blocking(
+    sock: socket.socket, app: App, idle_timeout_s: float = 30.0, session: Optional[HttpSession] = None
+) -> None:
     """Serve one connection until the client closes, asks to close, errs, idles out or is too
     slow with a request head; then close it. One response at a time, each sent before the next
-    request is looked at; nothing is read while a response is unsent."""
-    session = HttpSession(app)
+    request is looked at; nothing is read while a response is unsent. `session`: a subclass's
+    session for this connection (prefork-accept's decides keep-alive per request)."""
+    session = session if session is not None else HttpSession(app)
 
     def gone() -> bool:
         return peer_closed(sock)

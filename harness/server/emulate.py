@@ -12,7 +12,7 @@ task is lost and its client waits for ever (CPython gh-101225). Linux queues ins
 code works. `--emulate macos-unix-refusal` gives a Linux process macOS's behaviour so that the
 hang can be measured on Linux.
 
-The kernel facts this relies on (measured here with `python harness/emulate.py probe`, Linux
+The kernel facts this relies on (measured here with `python harness/server/emulate_lab.py probe`, Linux
 6.18, Python 3.8-3.13; the checks are the same in Linux's `unix_stream_connect` since 2.6):
 
 * Linux, AF_UNIX SOCK_STREAM, `listen(b)` with 0 <= b <= net.core.somaxconn: **b + 1**
@@ -41,25 +41,22 @@ sitecustomize.py`, which `apply()` / `child_env()` put first on PYTHONPATH, with
 names in HANGBENCH_EMULATE. Set HANGBENCH_EMULATE_LOG to a file path (or `stderr`) to get one
 line per emulated refusal from every process.
 
-Standard library only; runs on Python 3.8 and later. `python harness/emulate.py reproduce --help`
-runs the gh-101225 scenario at the multiprocessing level, without the rest of hangbench.
+Standard library only; runs on Python 3.8 and later, and is loaded by file path too (see
+`_emulate_site/sitecustomize.py`). This module is only the runtime patch and its environment;
+the experiments that measure what it emulates (`probe`, `reproduce`) are a separate command,
+`python harness/server/emulate_lab.py --help`.
 """
 
 from __future__ import annotations
 
 import _socket
-import argparse
 import errno
-import json
 import os
 import select
 import socket
 import sys
-import tempfile
-import threading
-import time
 import warnings
-from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence
 
 ENV_VAR = "HANGBENCH_EMULATE"
 LOG_ENV_VAR = "HANGBENCH_EMULATE_LOG"
@@ -114,7 +111,7 @@ def _export(env: Any, names: Sequence[str]) -> None:
 
 def _with_site_dir(pythonpath: str) -> str:
     parts = [p for p in pythonpath.split(os.pathsep) if p and p != SITE_DIR]
-    return os.pathsep.join([SITE_DIR] + parts)
+    return os.pathsep.join([SITE_DIR, *parts])
 
 
 def _without_site_dir(pythonpath: str) -> str:
@@ -263,7 +260,7 @@ def refusing_connect_ex(
     timeout = sock.gettimeout()
     sock.setblocking(False)
     try:
-        err = connect_ex(sock, address)
+        err: Optional[int] = connect_ex(sock, address)
         if err == errno.EINPROGRESS and timeout != 0.0:
             err = _finish_connect(sock, timeout)
     finally:
@@ -276,6 +273,7 @@ def refusing_connect_ex(
 
 def _finish_connect(sock: socket.socket, timeout: Optional[float]) -> Optional[int]:
     """Wait as the original blocking/timeout mode would have; return SO_ERROR or None."""
+    ready: Sequence[Any]
     if hasattr(select, "poll"):
         poller = select.poll()
         poller.register(sock.fileno(), select.POLLOUT)
@@ -300,202 +298,3 @@ def _log_refusal(address: Any) -> None:
         os.write(fd, line)  # one small O_APPEND write: lines from many processes never mix
     finally:
         os.close(fd)
-
-
-# --- probe: the kernel facts above, measured -------------------------------------------------
-
-
-def probe_queue_limit(backlog: int, limit: int = 300) -> Tuple[int, str]:
-    """Connect non-blocking to a never-accepting AF_UNIX listener until refused.
-
-    Returns (connections that queued, name of the errno that stopped the next one).
-    """
-    with tempfile.TemporaryDirectory(prefix="hangbench-probe-") as tmp:
-        path = os.path.join(tmp, "listener")
-        clients: List[socket.socket] = []
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as listener:
-            listener.bind(path)
-            listener.listen(backlog)
-            try:
-                return _fill_queue(path, clients, limit)
-            finally:
-                for client in clients:
-                    client.close()
-
-
-def _fill_queue(path: str, clients: List[socket.socket], limit: int) -> Tuple[int, str]:
-    for queued in range(limit):
-        client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        clients.append(client)
-        client.setblocking(False)
-        try:
-            client.connect(path)
-        except OSError as exc:
-            return queued, errno.errorcode.get(exc.errno or 0, str(exc))
-    return limit, "none"
-
-
-# --- reproduce: gh-101225 at the multiprocessing level ---------------------------------------
-
-
-def _serve_one(sock: socket.socket) -> int:
-    """Pool task: answer on the socket the parent passed, as the article's handler does."""
-    with sock:
-        sock.sendall(b"ok")
-    return os.getpid()
-
-
-def _worker_active(_: object = None) -> List[str]:
-    """Pool task: the emulations installed in this worker."""
-    return active()
-
-
-def reproduce(
-    method: str,
-    tasks: int = 64,
-    concurrency: int = 8,
-    processes: int = 4,
-    emulate: bool = True,
-    grace: float = 3.0,
-) -> Dict[str, Any]:
-    """Pass `tasks` sockets to a Pool(`processes`) in waves of `concurrency` apply_async calls.
-
-    A wave ends when all its tasks are done or none finished for `grace` seconds. A task is
-    lost if it has not completed by the end. `refusals` counts the emulated ECONNREFUSEDs in
-    all processes (through HANGBENCH_EMULATE_LOG); each one kills a worker and loses its task.
-    """
-    import multiprocessing
-
-    started = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="hangbench-reproduce-") as tmp:
-        log = os.path.join(tmp, "refusals.log")
-        os.environ[LOG_ENV_VAR] = log
-        if emulate:
-            apply([MACOS_UNIX_REFUSAL])
-        pool = multiprocessing.get_context(method).Pool(processes)
-        try:
-            # Workers up before the first wave; bounded like every other wait here.
-            states = pool.map_async(_worker_active, range(processes * 4)).get(60.0)
-            results = _run_waves(pool, tasks, concurrency, grace)
-        finally:
-            _stop_pool(pool)
-        refusals = _count_lines(log)
-    summary = _summary(method, tasks, concurrency, processes, emulate, results, refusals, started)
-    summary["worker_emulation"] = sorted({name for state in states for name in state})
-    return summary
-
-
-def _run_waves(pool: Any, tasks: int, concurrency: int, grace: float) -> List[Any]:
-    results: List[Any] = []
-    keep: List[socket.socket] = []  # the parent's ends, and its copies until the wave is done
-    for first in range(0, tasks, concurrency):
-        wave = []
-        for _ in range(min(concurrency, tasks - first)):
-            ours, theirs = socket.socketpair()
-            keep += [ours, theirs]
-            wave.append(pool.apply_async(_serve_one, (theirs,)))
-        _wait_wave(wave, grace)
-        results += wave
-    _wait_wave(results, grace)  # stragglers from any wave still count as completed
-    for sock in keep:
-        sock.close()
-    return results
-
-
-def _wait_wave(wave: List[Any], grace: float) -> None:
-    last_progress = time.monotonic()
-    done = 0
-    deadline = last_progress + grace * (len(wave) + 1)  # hard cap, whatever happens
-    while time.monotonic() < deadline:
-        now_done = sum(1 for r in wave if r.ready())
-        if now_done == len(wave):
-            return
-        if now_done > done:
-            done, last_progress = now_done, time.monotonic()
-        elif time.monotonic() - last_progress > grace:
-            return
-        time.sleep(0.02)
-
-
-def _stop_pool(pool: Any) -> None:
-    # close()+join() would wait for ever for the lost tasks; terminate() does not.
-    stopper = threading.Thread(target=pool.terminate, daemon=True)
-    stopper.start()
-    stopper.join(30.0)
-
-
-def _count_lines(path: str) -> int:
-    try:
-        with open(path, "rb") as f:
-            return sum(1 for _ in f)
-    except FileNotFoundError:
-        return 0
-
-
-def _summary(
-    method: str,
-    tasks: int,
-    concurrency: int,
-    processes: int,
-    emulate: bool,
-    results: List[Any],
-    refusals: int,
-    started: float,
-) -> Dict[str, Any]:
-    completed = sum(1 for r in results if r.ready() and r.successful())
-    errors = sum(1 for r in results if r.ready() and not r.successful())
-    lost = len(results) - completed - errors
-    return {
-        "python": sys.version.split()[0],
-        "method": method,
-        "emulate": emulate,
-        "tasks": tasks,
-        "concurrency": concurrency,
-        "processes": processes,
-        "completed": completed,
-        "errors": errors,
-        "lost": lost,
-        "refusals": refusals,
-        # Lost without a refusal: e.g. a fork-started replacement worker deadlocked on an
-        # import lock it inherited, which also stalls the parent's resource-sharer thread.
-        "stuck": max(0, lost - refusals),
-        "seconds": round(time.monotonic() - started, 2),
-    }
-
-
-# --- command line ----------------------------------------------------------------------------
-
-
-def _parser() -> argparse.ArgumentParser:
-    description = (__doc__ or "").split("\n")[0]
-    parser = argparse.ArgumentParser(prog="python harness/emulate.py", description=description)
-    sub = parser.add_subparsers(dest="command", required=True)
-    probe = sub.add_parser("probe", help="count AF_UNIX connections queued per listen backlog")
-    probe.add_argument("--backlog", type=int, nargs="+", default=[-1, 0, 1, 2, 5, 128])
-    probe.add_argument("--emulate", action="store_true", help=f"with {MACOS_UNIX_REFUSAL}")
-    rep = sub.add_parser("reproduce", help="gh-101225 at the multiprocessing level; prints JSON")
-    rep.add_argument("--method", choices=("fork", "spawn", "forkserver"), required=True)
-    rep.add_argument("--tasks", type=int, default=64)
-    rep.add_argument("--concurrency", type=int, default=8)
-    rep.add_argument("--processes", type=int, default=4)
-    rep.add_argument("--grace", type=float, default=3.0)
-    rep.add_argument("--no-emulate", dest="emulate", action="store_false")
-    return parser
-
-
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    args = _parser().parse_args(argv)
-    if args.command == "probe":
-        if args.emulate:
-            apply([MACOS_UNIX_REFUSAL])
-        for backlog in args.backlog:
-            queued, stopped_by = probe_queue_limit(backlog)
-            print(json.dumps({"backlog": backlog, "queued": queued, "next": stopped_by}))
-        return 0
-    summary = reproduce(args.method, args.tasks, args.concurrency, args.processes, args.emulate, args.grace)
-    print(json.dumps(summary))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

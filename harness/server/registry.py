@@ -51,6 +51,10 @@ BUILTINS: Dict[str, str] = {
     "threads": "strategies.threads:Threads",
     "gevent": "strategies.gevent_server:GeventServer",
     "asyncio-executor": "strategies.asyncio_executor:AsyncioExecutor",
+    "asyncio": "strategies.asyncio_inline:AsyncioInline",
+    "reuseport": "strategies.reuseport:ReusePort",
+    "prefork-accept": "strategies.prefork_accept:PreforkAccept",
+    "thread-per-conn": "strategies.thread_per_conn:ThreadPerConn",
 }
 
 T = TypeVar("T")

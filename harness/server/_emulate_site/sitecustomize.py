@@ -6,7 +6,7 @@ sys.path while the interpreter starts, so every interpreter the server starts --
 the forkserver process, any subprocess -- runs this file before user code and installs the same
 patches as the server process. Fork children need none of this: they inherit the patches.
 
-`harness/emulate.py` is loaded by file path (as module `_hangbench_emulate`), because the
+`harness/server/emulate.py` is loaded by file path (as module `_hangbench_emulate`), because the
 `harness` package is not necessarily importable this early. This file keeps to syntax any
 Python can parse: an interpreter too old for harness.server.emulate prints one warning and goes on.
 A start-up hook must never stop the interpreter, so errors become one line on stderr. A
@@ -40,6 +40,9 @@ def _activate():
 
     path = os.path.join(os.path.dirname(_here()), "emulate.py")
     spec = importlib.util.spec_from_file_location(_MODULE, path)
+    if spec is None or spec.loader is None:
+        _warn("cannot load %s; not emulating" % path)
+        return
     module = importlib.util.module_from_spec(spec)
     sys.modules[_MODULE] = module
     spec.loader.exec_module(module)
