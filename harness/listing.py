@@ -29,5 +29,7 @@ def list_strategies(plugins: List[str]) -> int:
             print(" " * width + "  option %s=%s%s: %s" % (option.name, option.default, choices, option.help))
         if entry.note:
             print(" " * width + "  note: " + entry.note)
+        if entry.unavailable:
+            print(" " * width + "  not available here (left out of --strategy all): " + entry.unavailable)
     sys.stdout.flush()
     return 0

@@ -126,14 +126,15 @@ def _case(entry: Entry, method: Optional[str], python: str, version: str) -> Cas
 
 def _select(names: str, plugins: Sequence[str]) -> List[Entry]:
     registry = discover(list(plugins))
-    if names.strip() == "all":
-        return sorted(registry.values(), key=lambda e: (e.source != "builtin", e.name))
+    if names.strip() == "all":  # what can run here; `list` says why the others cannot
+        runnable = [e for e in registry.values() if not e.unavailable]
+        return sorted(runnable, key=lambda e: (e.source != "builtin", e.name))
     selected: List[Entry] = []
     requested = [n.strip() for n in names.split(",") if n.strip()]
     for index, name in enumerate(requested):
         if name in requested[:index]:
             raise PlanError("--strategy names %r twice; name each strategy once" % name)
-        if name not in registry:
+        if name not in registry or registry[name].unavailable:
             try:
                 resolve(name, registry)
             except StrategyError as error:

@@ -301,7 +301,7 @@ def start_server(
     if workers is not None:
         argv += ["--workers", str(workers)]
     argv += list(args)
-    stderr_file = tempfile.NamedTemporaryFile(prefix="hangbench-server-", suffix=".log")
+    stderr_file = tempfile.NamedTemporaryFile(prefix="hangbench-server-", suffix=".log")  # noqa: SIM115 - the server owns it
     proc = subprocess.Popen(
         argv,
         stdin=subprocess.DEVNULL,

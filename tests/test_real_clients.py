@@ -135,7 +135,7 @@ def test_wrk(server_factory: ServerFactory, strategy: str, connection: str) -> N
     argv = [wrk, "-c", str(WRK_CONNECTIONS), "-d", "%ds" % WRK_SECONDS, "-t", str(WRK_THREADS)]
     if connection == "close":
         argv += ["-H", "Connection: close"]
-    proc = run_client(argv + [url(server)])
+    proc = run_client([*argv, url(server)])
     info = describe(proc, server)
     assert proc.returncode == 0, info
     assert "Socket errors" not in proc.stdout, info

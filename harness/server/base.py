@@ -92,6 +92,7 @@ _KNOWN = (
     "abstract",
     "serve",
     "check_options",
+    "unavailable",
 )
 _FINAL = ("run",)  # the lifecycle itself: override `serve`
 
@@ -141,6 +142,13 @@ class Strategy:
                     "strategy %r option %s must be one of %s (got %r)"
                     % (self.name, key, ", ".join(option.choices), value)
                 )
+
+    @classmethod
+    def unavailable(cls) -> Optional[str]:
+        """Why this strategy cannot run on this machine (a missing optional package, another OS),
+        or None. `--strategy all` leaves such a strategy out and `list` says why; naming it is an
+        error. Checked without starting anything, so keep it cheap (find_spec, not import)."""
+        return None
 
     def option(self, name: str) -> str:
         """The value of declared option `name` for this run (its default if not given)."""

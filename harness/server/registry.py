@@ -70,6 +70,7 @@ class Entry:
     cls: Optional[Type[Strategy]] = None
     error: Optional[str] = None
     registered_as: Optional[str] = None  # an entry point's own name, when it is not `name`
+    unavailable: Optional[str] = None  # why it cannot run here (Strategy.unavailable), if it cannot
 
     @property
     def note(self) -> Optional[str]:
@@ -186,7 +187,7 @@ def _entry(name: str, source: str, spec: str) -> Entry:
     except StrategyError as error:
         return Entry(name, source, spec, error=str(error))
     registered_as = name if source == "entry point" else None
-    return Entry(cls.name, source, spec, cls=cls, registered_as=registered_as)
+    return Entry(cls.name, source, spec, cls=cls, registered_as=registered_as, unavailable=cls.unavailable())
 
 
 def discover(plugins: Union[List[str], Tuple[str, ...]] = ()) -> Dict[str, Entry]:
@@ -223,6 +224,8 @@ def resolve(name: str, registry: Dict[str, Entry]) -> Entry:
         raise StrategyError(_not_found(name, registry))
     if entry.error:
         raise StrategyError("strategy %r cannot be loaded: %s" % (name, entry.error))
+    if entry.unavailable:
+        raise StrategyError("strategy %r cannot run here: %s" % (name, entry.unavailable))
     return entry
 
 

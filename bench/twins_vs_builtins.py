@@ -1,0 +1,144 @@
+"""Each built-in strategy against its production twin, on the twin's home workload, with wrk.
+
+    .venv/bin/python bench/twins_vs_builtins.py [--trials 3] [--duration 5] [--only threads,gevent]
+
+For every pair below whose two sides can run here (a built-in that is not registered yet, or
+a twin whose server is not installed, is skipped with a note), both servers are started once
+(`python -m harness.server --strategy NAME`, each at its default --workers), then wrk runs
+against one and the other in turn, `--trials` times per workload (the order flips every
+trial, so drift in a shared machine's load favours neither side). The table gives the
+medians and the ratio built-in / twin: above 1.0 the built-in is faster.
+
+Workloads (wrk -t2, keep-alive unless said):
+    hello       GET /                            -c64
+    hello-close GET /, Connection: close         -c64
+    cpu500      GET /work?cpu_us=500             -c64
+    sleep20     GET /work?sleep_ms=20            -c256
+
+A documented script rather than a test: the figures depend on the machine and its load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Tuple, Type
+
+import wrkrun
+
+from harness.server.strategy import discover
+from twins import servers
+
+
+@dataclass(frozen=True)
+class Load:
+    target: str
+    connections: int = 64
+    close: bool = False
+
+
+LOADS: Dict[str, Load] = {
+    "hello": Load("/"),
+    "hello-close": Load("/", close=True),
+    "cpu500": Load("/work?cpu_us=500"),
+    "sleep20": Load("/work?sleep_ms=20", connections=256),
+}
+
+# (built-in, twin class, home workloads). The twin's home is where its model is meant to shine.
+PAIRS: List[Tuple[str, Type[servers.Twin], Tuple[str, ...]]] = [
+    ("threads", servers.GunicornGthread, ("hello", "sleep20")),
+    ("threads", servers.GunicornGthread1x32, ("hello",)),
+    ("gevent", servers.GunicornGevent, ("hello", "sleep20")),
+    ("prefork-accept", servers.GunicornSync, ("hello-close", "cpu500")),
+    ("scm-rights", servers.GunicornSync, ("hello-close", "cpu500")),
+    ("reuseport", servers.Uvicorn, ("hello", "cpu500")),
+    ("asyncio-executor", servers.Uvicorn, ("hello", "cpu500")),
+]
+
+
+def twin_spec(cls: Type[servers.Twin]) -> str:
+    return "%s:%s" % (cls.__module__, cls.__name__)
+
+
+def runnable_pairs(only: Optional[List[str]]) -> List[Tuple[str, Type[servers.Twin], Tuple[str, ...]]]:
+    registry = discover()
+    chosen = []
+    for builtin, twin, loads in PAIRS:
+        if only and builtin not in only and twin.name not in only:
+            continue
+        entry = registry.get(builtin)
+        if entry is None or entry.error:
+            print("skip %s vs %s: %s is not available here" % (builtin, twin.name, builtin))
+            continue
+        reason = twin.unavailable()
+        if reason:
+            print("skip %s vs %s: %s" % (builtin, twin.name, reason))
+            continue
+        chosen.append((builtin, twin, loads))
+    return chosen
+
+
+def measure(
+    builtin: str, twin: Type[servers.Twin], loads: Tuple[str, ...], trials: int, duration_s: int
+) -> Dict[str, Dict[str, List[float]]]:
+    """{load: {"builtin": [rps...], "twin": [rps...]}}, both servers up for the whole pair."""
+    rates: Dict[str, Dict[str, List[float]]] = {load: {"builtin": [], "twin": []} for load in loads}
+    started: Dict[str, wrkrun.Server] = {}
+    try:
+        started["builtin"] = wrkrun.start_server(builtin)
+        started["twin"] = wrkrun.start_server(twin_spec(twin))
+        for side, server in started.items():
+            wrkrun.wrk(server.url("/"), duration_s=1)  # warm-up: workers started, caches filled
+            print("  %s: %s, %s workers" % (side, server.ready["strategy"], server.ready["workers"]))
+        for trial in range(trials):
+            for load_name in loads:
+                load = LOADS[load_name]
+                order = ("builtin", "twin") if trial % 2 == 0 else ("twin", "builtin")
+                for side in order:
+                    result = wrkrun.wrk(
+                        started[side].url(load.target), 2, load.connections, duration_s, close=load.close
+                    )
+                    rates[load_name][side].append(result.rps)
+                    note = "  (%d errors)" % result.errors if result.errors else ""
+                    print(
+                        "  trial %d  %-11s  %-7s  %9.0f req/s%s" % (trial + 1, load_name, side, result.rps, note),
+                        flush=True,
+                    )
+    finally:
+        for server in started.values():
+            wrkrun.stop_server(server)
+    return rates
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("--trials", type=int, default=3, help="interleaved trials per workload (default 3; median)")
+    parser.add_argument("--duration", type=int, default=5, help="seconds per wrk run (default 5)")
+    parser.add_argument("--only", default="", help="comma-separated built-in or twin names to include")
+    args = parser.parse_args(argv)
+    if not 1 <= args.trials <= 20 or not 1 <= args.duration <= 60:
+        print("twins_vs_builtins: error: --trials must be 1..20 and --duration 1..60 seconds", file=sys.stderr)
+        return 2
+    only = [n.strip() for n in args.only.split(",") if n.strip()] or None
+    print("machine: %s" % wrkrun.machine())
+    rows = []
+    try:
+        for builtin, twin, loads in runnable_pairs(only):
+            name = twin.name
+            print("%s vs %s" % (builtin, name), flush=True)
+            rates = measure(builtin, twin, loads, args.trials, args.duration)
+            for load in loads:
+                b, t = wrkrun.median(rates[load]["builtin"]), wrkrun.median(rates[load]["twin"])
+                rows.append([load, builtin, "%.0f" % b, name, "%.0f" % t, "%.2f" % wrkrun.ratio(b, t)])
+    except wrkrun.BenchError as error:
+        print("twins_vs_builtins: error: %s" % error, file=sys.stderr)
+        return 2
+    print()
+    print("wrk -t2 -d%ds, median of %d interleaved trials; ratio = built-in / twin" % (args.duration, args.trials))
+    wrkrun.print_table(["workload", "built-in", "req/s", "twin", "req/s", "ratio"], rows)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
