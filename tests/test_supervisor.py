@@ -278,7 +278,7 @@ def test_accepting_but_never_answering_is_ready_so_its_hangs_get_measured() -> N
 @pytest.mark.slow
 @pytest.mark.skipif("server" not in LAUNCHERS, reason="needs harness.server")
 def test_the_articles_broken_fix_is_ready_not_not_ready() -> None:
-    """pool-fromfd accepts and then never answers (DESIGN.md section 1): a finding to measure."""
+    """pool-fromfd accepts and then never answers (docs/why-it-hangs.md): a finding to measure."""
     argv = [
         sys.executable,
         "-m",

@@ -1,6 +1,6 @@
 """A stand-in for `python -m harness.server`, used by the supervisor tests. Not a plugin.
 
-It keeps the server process's contract (DESIGN.md; harness/server.py): arm the faulthandler
+It keeps the server process's contract (harness/server/process.py): arm the faulthandler
 hook, load the strategy, bind 127.0.0.1, print ONE JSON ready line on stdout and flush, turn
 SIGTERM/SIGINT into `ServerStop` in the main thread, run `serve`, exit 0 when stopped. A
 strategy that raises makes it exit 1 with a traceback on stderr, as an uncaught exception
