@@ -18,8 +18,10 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, List, Tuple
 
+from . import placement
 from . import plan as planning
 from .errors import COMPLETED, CRASHED, INTERRUPTED, TIMED_OUT, describe_exit, plain
+from .hangwatch import HangWatch
 from .interrupts import Interrupts
 from .load import Progress, run_load
 from .progress import ProgressPrinter
@@ -82,27 +84,40 @@ def _attempt(
     case_dir: Path,
 ) -> StrategyRecord:
     stop = interrupts.stop
+    cpus = placement.cpus_for(settings.pin)  # --pin: (server CPUs, client CPUs)
     try:
         # start() returns once the server has printed its address and answered GET /.
-        ready = server.start(
-            case.argv(settings.server_args), env=case.env(case_dir), ready_timeout_s=settings.ready_timeout_s
-        )
+        with placement.thread_on(cpus[0]):  # the server and its workers inherit them
+            ready = server.start(
+                case.argv(settings.server_args), env=case.env(case_dir), ready_timeout_s=settings.ready_timeout_s
+            )
     except StartupFailure as failure:
         return replace(base, status=failure.status, message=_with_tail(failure.message, failure.stderr_tail))
-    record = _measure(server, ready, settings, interrupts, case_stop, printer, base)
+    watch = HangWatch(server, int(ready["port"]), FORENSICS_TIMEOUT_S, settings.workload.deadline_s)
+    # How many client processes: chosen from the processes the server now runs (harness.placement).
+    placed = placement.for_case(settings, len(server.pids()), cpus)
+    settings = replace(settings, workload=replace(settings.workload, client_procs=placed.procs))
+    base = replace(base, client_procs=placed.procs, client_procs_why=placed.why)
+    with placement.thread_on(placed.client_cpus) as client_pinned:  # client processes inherit them
+        record = _measure(server, ready, settings, interrupts, case_stop, printer, base, watch)
+    record = replace(record, pinned=placement.pinned(placed, server.pid, client_pinned))
     if stop.is_set():  # Ctrl-C: stop at once, no forensics capture to wait for
         return _with_forensics(replace(record, status=INTERRUPTED, partial=True), server)
     exit_code = server.exit_code()
     if exit_code is not None:  # it passed the readiness probe, then died: what was measured is its corpse
         message = "the server exited with %s during the run, after it was ready" % describe_exit(exit_code)
         return replace(record, status=CRASHED, message=_with_tail(message, server.stderr_tail()))
-    if server.forensics is None and (case_stop.is_set() or record.requests.get("hang")):
+    hung = bool(record.requests.get("hang"))
+    if (server.forensics is None and case_stop.is_set()) or (hung and not watch.explains(record)):
         # Timed out, or hangs counted only as the load ended (after its last progress report,
-        # e.g. one client whose every request hangs): where is the server stuck?
-        server.capture_forensics(FORENSICS_TIMEOUT_S)
+        # e.g. one client whose every request hangs) or not explained by the captures taken
+        # while requests were overdue: where is the server stuck?
+        watch.capture(final=True)
     if case_stop.is_set():
-        return _with_forensics(replace(record, status=TIMED_OUT, partial=True), server)
-    return _with_forensics(record, server)
+        return watch.apply(_with_forensics(replace(record, status=TIMED_OUT, partial=True), server))
+    if not hung:  # captured only because requests were slow, and none hung: nothing to explain
+        return record
+    return watch.apply(_with_forensics(record, server))
 
 
 def _measure(
@@ -113,6 +128,7 @@ def _measure(
     stop: threading.Event,
     printer: ProgressPrinter,
     base: StrategyRecord,
+    watch: HangWatch,
 ) -> StrategyRecord:
     workload = replace(settings.workload, port=int(ready["port"]))
     # The CPU counters at the first progress report of the measurement, which comes up to a
@@ -123,11 +139,12 @@ def _measure(
 
     def on_progress(progress: Progress) -> None:
         printer.progress(progress)
+        capture_now = watch.tick(progress)  # at the first hang, or a request overdue (harness.hangwatch)
         if progress.phase == "measure" and not start_mark:
             start_mark.append(_mark(server, sum(progress.counts.values())))
-        if progress.phase == "measure" and progress.counts.get("hang") and not hang_capture:
+        if capture_now:
             # Capture while requests are still hanging, in the background: the load goes on.
-            thread = threading.Thread(target=server.capture_forensics, args=(FORENSICS_TIMEOUT_S,), daemon=True)
+            thread = threading.Thread(target=watch.capture, daemon=True)
             thread.start()
             hang_capture.append(thread)
 

@@ -52,7 +52,7 @@ def build_parser(prog: Optional[str] = None) -> argparse.ArgumentParser:
                 "run",
                 help="run the workload against strategies (default)",
                 description="Run the same workload against each selected strategy, one at a time (the default "
-                "sub-command). Other sub-commands: serve, list, compare (`%s COMMAND --help`)." % prog,
+                "sub-command). Other sub-commands: %s (`%s COMMAND --help`)." % (", ".join(COMMANDS[1:]), prog),
                 epilog=EXIT_CODES,
                 formatter_class=DefaultsFormatter,
             )

@@ -24,7 +24,7 @@ from .gates import gates_from, report, violations
 from .interrupts import Interrupts
 from .load import prepare
 from .matrix import build as build_matrix
-from .matrix import job_names, labelled
+from .matrix import job_names, labelled, saturated_below
 from .progress import ProgressPrinter
 from .remote import remote_from
 from .results.analysis import analysed
@@ -61,6 +61,8 @@ def run_benchmark(args: argparse.Namespace) -> int:
             outputs.shown,
         )
     )
+    if matrix.suite:
+        printer.line("hangbench: suite: %s" % matrix.suite.describe())
     _quiet_library_logs()
     prepare()
     environment = capture_environment()
@@ -69,11 +71,19 @@ def run_benchmark(args: argparse.Namespace) -> int:
     records: List[StrategyRecord] = []
     created = utc_stamp()
     label = outputs.shown.stem
-    with Interrupts() as interrupts, tempfile.TemporaryDirectory(prefix="hangbench-") as scratch, remote.load() as load:
+    with (
+        Interrupts() as interrupts,
+        tempfile.TemporaryDirectory(prefix="hangbench-") as scratch,
+        remote.load(args.quiet) as load,
+    ):
         settings = replace(settings, run_load=load)  # one distributed master for every case, or None
         for index, job in enumerate(matrix.jobs, 1):
             if interrupts.stop.is_set():
                 break
+            if saturated_below(job, records):  # a rate sweep past the point of saturation (harness.matrix)
+                skipped = "[%d/%d] %s" % (index, len(matrix.jobs), names[index - 1])
+                printer.line(skipped + ": skipped, saturated at a lower rate")
+                continue
             printer.start_case(index, len(matrix.jobs), names[index - 1])
             job_settings = replace(job.settings, run_load=settings.run_load)
             record = remote.annotate(run_case(job.case, job_settings, interrupts, printer, Path(scratch)))

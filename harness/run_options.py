@@ -13,6 +13,7 @@ from typing import cast
 
 from .load.engines import ENGINE_NAMES
 from .load.workload import CONNECTIONS, READ_MODES
+from .matrix import add_matrix_options
 from .server.process import add_server_options
 
 
@@ -45,11 +46,23 @@ def add_run_options(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     load.add_argument(
         "--engine",
         default="asyncio",
-        choices=list(ENGINE_NAMES),
-        help="client engine: asyncio (uvloop when installed) or threads (the article's ThreadPoolExecutor client)",
+        choices=[*ENGINE_NAMES, "distributed"],  # distributed: asyncio on Locust workers (harness.remote)
+        help="client engine: asyncio (uvloop when installed), threads (the article's ThreadPoolExecutor client) "
+        "or distributed (asyncio on Locust workers: --load-workers, --master-bind)",
     )
     load.add_argument(
-        "--client-procs", type=int, default=1, help="asyncio engine: spread connections over N client processes"
+        "--client-procs",
+        type=client_procs_arg,
+        default="auto",
+        metavar="N|auto",
+        help="asyncio engine: spread connections over N client processes; auto: one per core the server can use, "
+        "within the cores it leaves free (or half the machine), chosen per case and recorded",
+    )
+    load.add_argument(
+        "--pin",
+        action="store_true",
+        help="put the server and the client on disjoint CPUs (half each; on 2 CPUs: server CPU 0, client CPU 1); "
+        "recorded per case",
     )
     load.add_argument("--concurrency", "-c", type=int, default=32, help="concurrent requests in flight")
     load.add_argument(
@@ -79,6 +92,12 @@ def add_run_options(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
         default=2.0,
         help="seconds: a request with no complete response within this is a hang",
     )
+    load.add_argument(
+        "--timelines",
+        type=int,
+        default=20,
+        help="hung or failed requests whose milestones (connect, sent, first byte, ...) are kept per case",
+    )
     server = parser.add_argument_group("server (passed to every strategy's server)")
     add_server_options(cast(argparse.ArgumentParser, server), multi=True)  # a group takes add_argument alike
     # The run picks each server's port itself: --port is accepted only to be refused in one
@@ -107,4 +126,74 @@ def add_run_options(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
         "--stop-grace", type=float, default=3.0, help="seconds between SIGTERM and SIGKILL when stopping a server"
     )
     out.add_argument("--quiet", "-q", action="store_true", help="no progress lines")
+    add_gate_options(parser)
+    add_remote_options(parser)
+    add_matrix_options(parser)  # harness.matrix: workloads, repetitions, open loop, sweeps
     return parser
+
+
+def client_procs_arg(text: str) -> int | str:
+    """`--client-procs`: a whole number (checked by harness.settings) or `auto`."""
+    if text == "auto":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("expected a whole number or auto, got %r" % text) from None
+
+
+def add_gate_options(parser: argparse.ArgumentParser) -> None:
+    """CI gates: what makes the exit status 1 (harness.gates)."""
+    gates = parser.add_argument_group("gates (exit status 1 when one fails)")
+    gates.add_argument(
+        "--fail-if",
+        action="append",
+        default=[],
+        metavar="EXPR",
+        help="fail when [CASE:]METRIC OP VALUE holds for a case, e.g. 'hang_rate>0', 'p99_ms>50', "
+        "'throughput_rps<1000', 'threads:hangs>0' (repeatable; metrics in results/README.md)",
+    )
+    gates.add_argument("--baseline", default=None, metavar="OLD.json", help="results file to compare throughput with")
+    gates.add_argument(
+        "--fail-if-slower",
+        default=None,
+        metavar="PCT",
+        help="with --baseline: fail when a case's throughput dropped by more than PCT (e.g. 10%%)",
+    )
+    gates.add_argument(
+        "--allow-failures",
+        action="store_true",
+        help="a case that fails to start, crashes, is not ready or times out does not make the exit status 1",
+    )
+
+
+def add_remote_options(parser: argparse.ArgumentParser) -> None:
+    """A server the harness did not start, and load from several processes or hosts (harness.remote)."""
+    remote = parser.add_argument_group("other machines (docs/distributed.md)")
+    remote.add_argument(
+        "--url",
+        default=None,
+        metavar="http://HOST:PORT/PATH",
+        help="measure a server that is already running there instead of starting strategies "
+        "(no server-side metrics or forensics; not with --strategy)",
+    )
+    remote.add_argument(
+        "--load-workers",
+        type=int,
+        default=None,
+        metavar="N",
+        help="--engine distributed: N local worker processes (an alternative to --client-procs)",
+    )
+    remote.add_argument(
+        "--master-bind",
+        default=None,
+        metavar="HOST:PORT",
+        help="--engine distributed: where the master listens for `worker --master HOST:PORT` on other hosts",
+    )
+    remote.add_argument(
+        "--expect-workers",
+        type=int,
+        default=None,
+        metavar="N",
+        help="--engine distributed with --master-bind: wait for N workers before the first case",
+    )

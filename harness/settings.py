@@ -14,8 +14,9 @@ import ipaddress
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Optional, Union
+from typing import Any, Callable, List, Optional, Union
 
+from . import placement
 from . import plan as planning
 from .errors import UsageError
 from .load import Workload, engines
@@ -38,6 +39,12 @@ class Settings:
     ready_timeout_s: float
     stop_grace_s: float
     measure_bound_s: float
+    # --engine distributed: the master's load runner, in place of harness.load.run_load (harness.remote)
+    run_load: Optional[Callable[..., Any]] = None
+    # --client-procs auto: each case chooses its client processes (harness.placement); the
+    # workload's client_procs is then 1 until the case replaces it. --pin: disjoint CPUs.
+    client_procs_auto: bool = False
+    pin: bool = False
 
     def case_budget_s(self) -> float:
         w = self.workload
@@ -60,15 +67,21 @@ def settings_from(args: argparse.Namespace) -> Settings:
     _seconds("--warmup", args.warmup, minimum=0.0)
     _seconds("--deadline", args.deadline, minimum=0.0, inclusive=False, maximum=limits.MAX_DEADLINE_S)
     _between("--concurrency", args.concurrency, 1, limits.MAX_CONCURRENCY)
-    _between("--client-procs", args.client_procs, 1, limits.MAX_CLIENT_PROCS)
-    if args.client_procs > 1 and not engines.get(args.engine).multi_process:
+    _between("--timelines", getattr(args, "timelines", 20), 0, limits.MAX_TIMELINES)
+    procs_auto = args.client_procs == placement.AUTO
+    client_procs = 1 if procs_auto else args.client_procs
+    _between("--client-procs", client_procs, 1, limits.MAX_CLIENT_PROCS)
+    if client_procs > 1 and not engines.get(args.engine).multi_process:
         multi = " or ".join("--engine " + e.name for e in engines.ENGINES if e.multi_process)
         raise UsageError("--client-procs above 1 needs %s (the %s engine is one process)" % (multi, args.engine))
-    if args.client_procs > args.concurrency:
+    if client_procs > args.concurrency:
         raise UsageError(
             "--concurrency (%d) must be at least --client-procs (%d): each client process needs a connection"
-            % (args.concurrency, args.client_procs)
+            % (args.concurrency, client_procs)
         )
+    pin = bool(getattr(args, "pin", False))
+    if pin and placement.can_pin() is not None:
+        raise UsageError(str(placement.can_pin()))
     if args.connection == "keep-alive" and args.read == "eof":
         raise UsageError(
             "--connection keep-alive with --read eof cannot work: a keep-alive server does not close after "
@@ -87,10 +100,11 @@ def settings_from(args: argparse.Namespace) -> Settings:
         connection=args.connection,
         read=args.read,
         deadline_s=args.deadline,
+        timelines=getattr(args, "timelines", 20),
         cpu_us=args.cpu_us,
         sleep_ms=args.sleep_ms,
         bytes=args.bytes,
-        client_procs=args.client_procs,
+        client_procs=client_procs,
     )
     try:
         workload.check()
@@ -98,7 +112,15 @@ def settings_from(args: argparse.Namespace) -> Settings:
         raise UsageError("the workload cannot run: %s" % error) from None
     # A --requests run has no natural end if the server is slow: bound it all the same.
     measure_bound = duration if duration is not None else planning.MAX_REQUESTS_RUN_S
-    return Settings(workload, planning.server_args(args), args.ready_timeout, args.stop_grace, measure_bound)
+    return Settings(
+        workload,
+        planning.server_args(args),
+        args.ready_timeout,
+        args.stop_grace,
+        measure_bound,
+        client_procs_auto=procs_auto,
+        pin=pin,
+    )
 
 
 def _check_server_options(args: argparse.Namespace) -> None:

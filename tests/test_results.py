@@ -24,6 +24,17 @@ from harness.results.records import SCHEMA_VERSION, ResultsError, RunRecord, Str
 from harness.results.table import WIDTH, markdown, terminal_table
 
 DOCUMENTED_RECORD_FIELDS = {
+    "client_procs",  # harness.placement (issue 14)
+    "client_procs_why",
+    "pinned",
+    "cause",  # harness.supervise.causes (issue 16)
+    "cause_evidence",
+    "cause_facts",
+    "timelines",
+    "hang_milestones",
+    "server",  # harness.remote: --url and --engine distributed
+    "url",
+    "workers",
     "strategy",
     "status",
     "start_method",
@@ -52,6 +63,28 @@ DOCUMENTED_RECORD_FIELDS = {
     "message",
     "partial",
     "wall_s",
+    "workload",
+    "level",
+    "repetition",
+    "load_model",
+    "intended_rate_rps",
+    "achieved_rate_rps",
+    "service_histogram",
+    "service_latency_us",
+    "intervals",
+    "schedule_lag_us",
+}
+DOCUMENTED_RUN_FIELDS = {
+    "created",
+    "label",
+    "environment",
+    "config",
+    "partial",
+    "schema_version",
+    "strategies",
+    "summaries",
+    "knees",
+    "verdict",
 }
 
 
@@ -194,8 +227,8 @@ def test_written_file_has_the_documented_format(real_case: RunRecord, tmp_path: 
     path = tmp_path / "real.json"
     write_run(real_case, path)
     data = json.loads(path.read_text(encoding="utf-8"))
-    assert set(data) == {"created", "label", "environment", "config", "partial", "schema_version", "strategies"}
-    assert data["schema_version"] == SCHEMA_VERSION == 1
+    assert set(data) == DOCUMENTED_RUN_FIELDS
+    assert data["schema_version"] == SCHEMA_VERSION == 2
     env = data["environment"]
     for key in (
         "python",
@@ -284,7 +317,7 @@ def test_unserialisable_record_leaves_the_old_file_intact(tmp_path: Path) -> Non
         ("{not json", "cannot read results file"),
         ("[]", "not a hangbench results file"),
         ('"text"', "not a hangbench results file"),
-        ('{"schema_version": 2}', "schema version 2 is not supported"),
+        ('{"schema_version": 3}', "schema version 3 is not supported"),
         ('{"schema_version": 1, "created": "x"}', "not a hangbench results file"),
         (
             '{"schema_version": 1, "created": "x", "label": "y", "environment": {}, "config": {}, '
@@ -460,6 +493,18 @@ def test_client_bound_rows_say_what_to_try_in_markdown_too() -> None:
     assert "--client-procs" in text and "faster client" in text
 
 
+def test_client_bound_hint_names_what_the_row_did_not_use_yet() -> None:
+    from harness.results.table import client_bound_hint
+
+    plain = client_bound_hint(strategy_record("threads", client_bound=True))
+    assert "--client-procs 2 or more (it ran 1)" in plain and "--pin" in plain and "uvloop" in plain
+    from dataclasses import replace
+
+    record = strategy_record("threads", client_bound=True)
+    pinned = replace(record, client_procs=2, pinned={"server": [0], "client": [1]})
+    assert "--client-procs 3" in client_bound_hint(pinned) and "--pin" not in client_bound_hint(pinned)
+
+
 # --------------------------------------------------------------------------- typed fields
 
 
@@ -555,7 +600,7 @@ def test_results_readme_documents_every_field_and_status() -> None:
 
     text = (Path(__file__).resolve().parent.parent / "results" / "README.md").read_text(encoding="utf-8")
     assert {f.name for f in dataclass_fields(StrategyRecord)} == DOCUMENTED_RECORD_FIELDS
-    for name in DOCUMENTED_RECORD_FIELDS:
+    for name in DOCUMENTED_RECORD_FIELDS | DOCUMENTED_RUN_FIELDS:
         assert "`%s`" % name in text, name
     for status in STATUSES:
         assert "`%s`" % status in text, status

@@ -314,7 +314,7 @@ def test_small_run_record_has_the_documented_fields(small_run: SmallRun) -> None
     from hdrh.histogram import HdrHistogram
 
     data = small_run.data
-    assert data["schema_version"] == 1
+    assert data["schema_version"] == 2
     env = data["environment"]
     for key in ("python", "kernel", "cpu_model", "packages", "git_commit", "cpu_count", "os"):
         assert key in env, key

@@ -84,6 +84,8 @@ def derive(base: StrategyRecord, m: Measurements) -> StrategyRecord:
         service_latency_us=dict(result.service_latency_us),
         intervals=[dict(interval) for interval in result.intervals],
         schedule_lag_us=dict(result.schedule_lag_us),
+        timelines=[dict(timeline) for timeline in result.timelines],
+        hang_milestones=dict(result.hang_milestones),
     )
     before, after = m.server_fds
     # Open connections account for up to `concurrency` fds (twice, counting a dup'ing parent);

@@ -92,6 +92,16 @@ class StrategyRecord:
     server: str = "harness"  # "harness" (started and watched by the run) or "external" (no server metrics)
     url: Optional[str] = None  # --url: the target as given
     workers: List[Dict[str, Any]] = field(default_factory=list)  # [{worker, counts, histogram, ...}]
+    # Issue 16: why requests hung (harness.supervise.causes) and where each one stopped (client side).
+    cause: Optional[str] = None  # lost-task, fin-held, fd-not-open-in-worker, worker-died, overloaded, unknown
+    cause_evidence: List[str] = field(default_factory=list)  # the facts the cause was named from, one per line
+    cause_facts: Optional[Dict[str, Any]] = None  # the connection snapshot: accept queue, connections, holders
+    timelines: List[Dict[str, Any]] = field(default_factory=list)  # first N hung/failed requests' milestones
+    hang_milestones: Dict[str, int] = field(default_factory=dict)  # hung requests by the last milestone reached
+    # Issue 14: where the load generator ran (harness.placement).
+    client_procs: int = 1  # client processes the load ran in
+    client_procs_why: str = ""  # how that number was chosen (--client-procs auto: from the cores and the strategy)
+    pinned: Dict[str, List[int]] = field(default_factory=dict)  # --pin: {"server": [CPUs], "client": [CPUs]}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> StrategyRecord:

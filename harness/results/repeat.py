@@ -29,7 +29,9 @@ p = 0.03; at ±10 %: p = 0.08). The quick suite's best is the best mean and its 
 it is a smoke test; the full suite's three repetitions narrow the 95 % interval of a mean from
 ±9.0 sd (t = 12.71, n = 2) to ±2.5 sd (t = 4.30, n = 3). With more cases (plugins, several
 start methods) the measurement shrinks to keep the budget, down to MIN_DURATION_S, after which
-the estimate grows past the budget and `describe()` says so.
+the estimate grows past the budget and `describe()` says so -- except for `--quick`, which then
+drops to one repetition (8 sound strategies x 6 workloads: 48 x 3 s = 144 s) and so becomes a
+smoke test whose verdict says that no significance can be given.
 """
 
 from __future__ import annotations
@@ -91,6 +93,8 @@ def suite_settings(n_cases: int, n_workloads: int, quick: bool = False) -> Suite
         raise ValueError("the suite needs at least one case and one workload (got %d and %d)" % (n_cases, n_workloads))
     preset = QUICK if quick else FULL
     repeat, warmup_s, budget_s = int(preset["repeat"]), preset["warmup_s"], preset["budget_s"]
+    if quick and estimate_s(n_cases * n_workloads * repeat, warmup_s, MIN_DURATION_S) > budget_s:
+        repeat = 1  # too many cases for two repetitions in budget: the quick suite stays quick, untested
     runs = n_cases * n_workloads * repeat
     per_run = budget_s / runs - warmup_s - CASE_OVERHEAD_S
     duration_s = min(MAX_DURATION_S, max(MIN_DURATION_S, math.floor(per_run / STEP_S) * STEP_S))

@@ -12,16 +12,19 @@ forensics go to the JSON; a table gets one phrase.
 from __future__ import annotations
 
 import textwrap
-from typing import Callable, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from tabulate import tabulate
 
 from ..errors import MEASURED
+from .analysis import text as analysis_text
 from .records import RunRecord, StrategyRecord
 
 WIDTH = 120
 # The load generator, not the server, was the bottleneck: what to try.
+RATE_KEPT = 0.99  # open loop: a row whose achieved rate is below this share of the intended one says so
 CLIENT_BOUND_HINT = "client-bound: try --client-procs 2 or more, pinning (taskset), or a faster client (wrk)"
+UVLOOP_HINT = "--engine asyncio with uvloop installed"  # the fastest engine this harness has
 
 Column = Tuple[str, Callable[[StrategyRecord], str]]
 
@@ -105,20 +108,42 @@ def varying(cases: Sequence[Tuple[Optional[str], str]]) -> Tuple[str, ...]:
 
 
 def record_names(records: Sequence[StrategyRecord]) -> List[str]:
+    """Case names, then the workload, level and repetition where the run has more than one."""
     vary = varying([(r.start_method, r.python) for r in records])
-    return [case_name(r.strategy, r.start_method, r.python, vary) for r in records]
+    names = [case_name(r.strategy, r.start_method, r.python, vary) for r in records]
+    several_workloads = len({r.workload for r in records}) > 1
+    repeated = len({r.repetition for r in records}) > 1
+    for i, r in enumerate(records):
+        if several_workloads:
+            names[i] += " [%s]" % r.workload
+        if r.level:
+            names[i] += " " + ",".join("%s=%g" % item for item in sorted(r.level.items()))
+        if repeated:
+            names[i] += " #%d" % (r.repetition + 1)
+    return names
 
 
 def notes(record: StrategyRecord) -> List[str]:
     out = []
+    if record.load_model == "open" and record.intended_rate_rps:
+        achieved = record.achieved_rate_rps or 0.0
+        if achieved < RATE_KEPT * record.intended_rate_rps:
+            who = (
+                "the client could not keep the schedule"
+                if record.client_bound
+                else "every connection was busy: the server is the limit, or -c is too small for the rate"
+            )
+            out.append("achieved %.0f of %g req/s intended (%s)" % (achieved, record.intended_rate_rps, who))
     if record.client_bound:
-        out.append(CLIENT_BOUND_HINT)
+        out.append(client_bound_hint(record))
     if record.partial:
         out.append("partial")
     if record.stop and record.stop.get("ignored_sigterm"):
         out.append("ignored SIGTERM, killed")
     if record.leaks:
         out.append("LEAK: " + "; ".join(record.leaks))
+    if record.cause:
+        out.append("cause: %s%s" % (record.cause, milestones_note(record.hang_milestones)))
     if record.stuck:
         out.append("stuck: " + record.stuck)
     kinds = _error_kinds(record)
@@ -127,6 +152,24 @@ def notes(record: StrategyRecord) -> List[str]:
     if record.status not in MEASURED and record.message:
         out.append(record.message.splitlines()[0][:200])
     return out
+
+
+def client_bound_hint(record: StrategyRecord) -> str:
+    """What to try for a client-bound row, leaving out what the row already used: more client
+    processes (the number it ran with is recorded), --pin, the fastest engine, then wrk."""
+    tries = ["--client-procs %d or more (it ran %d)" % (record.client_procs + 1, record.client_procs)]
+    if not record.pinned:
+        tries.append("--pin (server and client on separate CPUs)")
+    tries.append(UVLOOP_HINT)
+    return "client-bound: try %s, or a faster client (wrk, --url)" % ", ".join(tries)
+
+
+def milestones_note(milestones: Dict[str, int]) -> str:
+    """ " (hung: 7 request sent, no byte back)": hung requests grouped by the last milestone reached."""
+    if not milestones:
+        return ""
+    ordered = sorted(milestones.items(), key=lambda item: -item[1])
+    return " (hung: %s)" % ", ".join("%d %s" % (count, milestone) for milestone, count in ordered)
 
 
 def rows(records: Sequence[StrategyRecord], columns: Sequence[Column] = COLUMNS) -> List[List[str]]:
@@ -194,4 +237,7 @@ def markdown(run: RunRecord, command: str) -> str:
         % run.config.get("deadline_s", "?"),
         "",
     ]
+    after = analysis_text(run)
+    if after:
+        lines += ["```", after, "```", ""]
     return "\n".join(lines)

@@ -165,7 +165,7 @@ def _throughput(summary: Mapping[str, Any]) -> str:
     if not estimate.get("ci95"):
         return "%.0f" % estimate["mean"]
     low, high = estimate["ci95"]
-    return "%.0f (%.0f-%.0f)" % (estimate["mean"], low, high)
+    return "%.0f (%.0f to %.0f)" % (estimate["mean"], low, high)  # "to": a lower bound may be negative
 
 
 def from_run(data: Mapping[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
