@@ -16,24 +16,17 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import List, NoReturn, Optional
+from typing import List, Optional
 
 from . import __version__
 from .errors import ERROR_PREFIX, UsageError, prog_name
 from .gates import EXIT_CODES
-from .run_options import DefaultsFormatter, add_run_options
+from .run_options import DefaultsFormatter, Parser, add_run_options
 from .server.process import build_parser as build_serve_parser
 from .subcommands import add_commands, add_scenario_argument, with_scenario
 
 COMMANDS = ("run", "serve", "list", "compare", "report", "replay", "worker", "workloads", "verdict", "cleanup")
 HELP = ("-h", "--help")
-
-
-class Parser(argparse.ArgumentParser):
-    """argparse's errors as UsageError: one line with the shared prefix, not usage + message."""
-
-    def error(self, message: str) -> NoReturn:
-        raise UsageError("%s (see `%s --help`)" % (message, self.prog))
 
 
 def build_parser(prog: Optional[str] = None) -> argparse.ArgumentParser:

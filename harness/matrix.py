@@ -29,61 +29,12 @@ from .load import workload as limits
 from .load.errors import UnsupportedLoadModel
 from .load.errors import WorkloadError as LoadWorkloadError
 from .results import repeat as repetitions
-from .results.knee import DEFAULT_SLO_P99_MS
 from .settings import Settings
 from .sweep import DEFAULT_DURATION_S, DEFAULT_WARMUP_S, Sweep, parse
 from .workloads import DEFAULT, OVERRIDABLE, WorkloadSpec, apply_overrides, resolve
 
 # Options whose explicit use matters here besides the workloads' own (OVERRIDABLE).
 TIMING = ("duration", "warmup", "repeat", "strategy", "workload")
-
-
-def add_matrix_options(parser: argparse.ArgumentParser) -> None:
-    """The run's options for workloads, repetitions, open loop and sweeps (one argument group)."""
-    group = parser.add_argument_group("workloads, repetitions, open loop and sweeps")
-    group.add_argument(
-        "--workload",
-        default=None,
-        metavar="NAME[,NAME...]|all",
-        help="named workload(s) to run (see `workloads`); explicit flags such as -c override them "
-        "(default: hello, i.e. the options as given)",
-    )
-    group.add_argument("--workload-file", default=None, metavar="FILE.toml", help="also define the workloads in FILE")
-    group.add_argument(
-        "--repeat",
-        type=int,
-        default=None,
-        metavar="N",
-        help="run every case N times, each with a fresh server, interleaved (default 1; --suite: 3, --quick: 2)",
-    )
-    group.add_argument(
-        "--suite", action="store_true", help="every sound strategy on every workload, repeated, then a verdict"
-    )
-    group.add_argument("--quick", action="store_true", help="with --suite: the short version (under 3 minutes)")
-    group.add_argument(
-        "--rate",
-        type=float,
-        default=None,
-        metavar="R",
-        help="open loop: send R requests/s in all at fixed intended times; --concurrency is then the connection "
-        "pool; asyncio engine only (default: none, closed loop)",
-    )
-    group.add_argument(
-        "--arrival", default="uniform", choices=list(limits.ARRIVALS), help="open loop: intended times' spacing"
-    )
-    group.add_argument(
-        "--sweep",
-        default=None,
-        metavar="KIND=LEVELS",
-        help="measure at each level: concurrency=1,8,32,128,512 or rate=500:20000:x2 (a fresh server per level)",
-    )
-    group.add_argument(
-        "--slo-p99",
-        type=float,
-        default=DEFAULT_SLO_P99_MS,
-        metavar="MS",
-        help="a rate sweep's knee: the highest rate with p99 under this, no hang, >= 99%% of the rate achieved",
-    )
 
 
 @dataclass(frozen=True)
@@ -136,8 +87,7 @@ def given(args: argparse.Namespace, keys: Sequence[str]) -> Dict[str, Any]:
 
 
 def _run_parser() -> argparse.ArgumentParser:
-    from .cli import Parser
-    from .run_options import add_run_options
+    from .run_options import Parser, add_run_options
 
     return add_run_options(Parser(add_help=False))
 

@@ -9,11 +9,13 @@ one module owns the one-sentence messages.
 from __future__ import annotations
 
 import argparse
-from typing import cast
+from typing import NoReturn, cast
 
+from .errors import UsageError
+from .load import workload as limits
 from .load.engines import ENGINE_NAMES
 from .load.workload import CONNECTIONS, READ_MODES
-from .matrix import add_matrix_options
+from .results.knee import DEFAULT_SLO_P99_MS
 from .server.process import add_server_options
 
 
@@ -128,7 +130,7 @@ def add_run_options(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     out.add_argument("--quiet", "-q", action="store_true", help="no progress lines")
     add_gate_options(parser)
     add_remote_options(parser)
-    add_matrix_options(parser)  # harness.matrix: workloads, repetitions, open loop, sweeps
+    add_matrix_options(parser)  # workloads, repetitions, open loop, sweeps (built by harness.matrix)
     return parser
 
 
@@ -196,4 +198,59 @@ def add_remote_options(parser: argparse.ArgumentParser) -> None:
         default=None,
         metavar="N",
         help="--engine distributed with --master-bind: wait for N workers before the first case",
+    )
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse's errors as UsageError: one line with the shared prefix, not usage + message."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError("%s (see `%s --help`)" % (message, self.prog))
+
+
+def add_matrix_options(parser: argparse.ArgumentParser) -> None:
+    """The run's options for workloads, repetitions, open loop and sweeps (one argument group)."""
+    group = parser.add_argument_group("workloads, repetitions, open loop and sweeps")
+    group.add_argument(
+        "--workload",
+        default=None,
+        metavar="NAME[,NAME...]|all",
+        help="named workload(s) to run (see `workloads`); explicit flags such as -c override them "
+        "(default: hello, i.e. the options as given)",
+    )
+    group.add_argument("--workload-file", default=None, metavar="FILE.toml", help="also define the workloads in FILE")
+    group.add_argument(
+        "--repeat",
+        type=int,
+        default=None,
+        metavar="N",
+        help="run every case N times, each with a fresh server, interleaved (default 1; --suite: 3, --quick: 2)",
+    )
+    group.add_argument(
+        "--suite", action="store_true", help="every sound strategy on every workload, repeated, then a verdict"
+    )
+    group.add_argument("--quick", action="store_true", help="with --suite: the short version (under 3 minutes)")
+    group.add_argument(
+        "--rate",
+        type=float,
+        default=None,
+        metavar="R",
+        help="open loop: send R requests/s in all at fixed intended times; --concurrency is then the connection "
+        "pool; asyncio engine only (default: none, closed loop)",
+    )
+    group.add_argument(
+        "--arrival", default="uniform", choices=list(limits.ARRIVALS), help="open loop: intended times' spacing"
+    )
+    group.add_argument(
+        "--sweep",
+        default=None,
+        metavar="KIND=LEVELS",
+        help="measure at each level: concurrency=1,8,32,128,512 or rate=500:20000:x2 (a fresh server per level)",
+    )
+    group.add_argument(
+        "--slo-p99",
+        type=float,
+        default=DEFAULT_SLO_P99_MS,
+        metavar="MS",
+        help="a rate sweep's knee: the highest rate with p99 under this, no hang, >= 99%% of the rate achieved",
     )

@@ -54,6 +54,7 @@ DOCUMENTED_RECORD_FIELDS = {
     "client_bound",
     "server_cpu_s_per_1k",
     "server_peak_rss_mb",
+    "server_mem_kind",
     "error_detail",
     "stuck",
     "forensics",
