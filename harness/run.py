@@ -100,6 +100,8 @@ def run_benchmark(args: argparse.Namespace) -> int:
     if after:
         print("\n" + after)
     print("\nresults: %s  (table: %s)" % (outputs.shown, _table_shown(outputs)))
+    if getattr(args, "report", False):
+        _write_report(outputs)
     if interrupts.stop.is_set():
         return interrupts.exit_status
     return report(violations(gates, records))
@@ -108,6 +110,19 @@ def run_benchmark(args: argparse.Namespace) -> int:
 def _write_all(run: RunRecord, outputs: Outputs, command: str) -> None:
     write_run(run, outputs.json)
     write_text_atomic(outputs.table, markdown(run, command))
+
+
+def _write_report(outputs: Outputs) -> None:
+    """`--report`: the HTML page beside the JSON. A failure here loses nothing: the JSON is written."""
+    from .report import ReportError, write_html
+
+    page = outputs.shown.with_suffix(".html")
+    try:
+        write_html([outputs.json], page)
+    except (ReportError, OSError) as error:
+        sys.stderr.write("hangbench: warning: the report was not written: %s\n" % error)
+        return
+    print("report: %s" % page)
 
 
 def _table_shown(outputs: Outputs) -> Path:

@@ -123,6 +123,11 @@ def add_run_options(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
         "(default results/<UTC timestamp>-<label>.json, table results/latest.md)",
     )
     out.add_argument("--label", default=None, help="label for the results file name (default: the strategies run)")
+    out.add_argument(
+        "--report",
+        action="store_true",
+        help="also write the HTML report beside the JSON as <stem>.html (plots need the [report] extra)",
+    )
     out.add_argument("--ready-timeout", type=float, default=15.0, help="seconds a server may take to start answering")
     out.add_argument(
         "--stop-grace", type=float, default=3.0, help="seconds between SIGTERM and SIGKILL when stopping a server"

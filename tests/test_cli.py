@@ -72,6 +72,7 @@ RUN_ERRORS: List[Tuple[Tuple[str, ...], Tuple[str, ...]]] = [
     ((*T, "--output", "/proc/x.json"), ("/proc", "not writable")),
     ((*T, "--output", "/dev/null"), ("/dev/null", "character device", "not a regular file")),
     ((*T, "--output", "x.md"), ("x.md", "ends in .md")),
+    ((*T, "--report", "--output", "x.html"), ("x.html", "ends in .html")),
     ((*T, "--no-such-option"), ("unrecognized arguments: --no-such-option",)),
     (("compare", "only-one.json"), ("the following arguments are required: candidate",)),
 ]

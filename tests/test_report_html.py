@@ -133,3 +133,18 @@ def test_report_command_writes_next_to_the_input_and_fails_in_one_sentence(
     errors = capsys.readouterr().err.splitlines()
     assert len(errors) == 2 and "does not exist" in errors[0] and "pip install" in errors[1]
     assert all(line.startswith("hangbench: error: ") for line in errors)
+
+
+@pytest.mark.slow
+def test_run_with_report_writes_the_page_beside_the_json(tmp_path: Path) -> None:
+    """`--report` on a run: `<stem>.html` next to the JSON, rendered from that JSON."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "run.json"
+    argv = [sys.executable, "-m", "harness", "--strategy", "threads", "-d", "1", "--warmup", "0.5"]
+    done = subprocess.run([*argv, "-o", str(out), "--report", "-q"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    page = (tmp_path / "run.html").read_text(encoding="utf-8")
+    assert page.startswith("<!DOCTYPE html>") and "threads" in page
+    assert "report: " in done.stdout

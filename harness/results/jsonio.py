@@ -56,9 +56,10 @@ def plan_outputs(output: Optional[str], label: str) -> Outputs:
         if output.endswith(os.sep):
             raise ResultsError("output path %s is a folder; give a file name ending in .json" % output)
         shown = Path(output)
-        if shown.suffix == ".md":
+        if shown.suffix in (".md", ".html"):  # the names of its table and of its --report page
             raise ResultsError(
-                "output path %s ends in .md, the name of its table; give a name ending in .json" % output
+                "output path %s ends in %s, a name hangbench writes beside it; give a name ending in .json"
+                % (output, shown.suffix)
             )
         table = shown.with_suffix(".md")
     return Outputs(check_writable(shown), check_writable(table), shown)
