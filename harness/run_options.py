@@ -17,6 +17,7 @@ from .load.engines import ENGINE_NAMES
 from .load.workload import CONNECTIONS, READ_MODES
 from .results.knee import DEFAULT_SLO_P99_MS
 from .server.process import add_server_options
+from .settings import DEFAULT_DURATION_S, DEFAULT_WARMUP_S
 
 
 class DefaultsFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -72,10 +73,10 @@ def add_run_options(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
         "-d",
         type=float,
         default=None,
-        help="measurement seconds per strategy (default 10, unless --requests)",
+        help="measurement seconds per case (default %g, unless --requests)" % DEFAULT_DURATION_S,
     )
     load.add_argument("--requests", "-n", type=int, default=None, help="stop after N measured requests instead")
-    load.add_argument("--warmup", "-w", type=float, default=2.0, help="warm-up seconds before measuring")
+    load.add_argument("--warmup", "-w", type=float, default=DEFAULT_WARMUP_S, help="warm-up seconds before measuring")
     load.add_argument(
         "--connection",
         default="close",

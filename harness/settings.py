@@ -27,6 +27,11 @@ from .server.strategy import StrategyError
 MAX_WORKERS = 1024  # processes or threads per server; more is a fork storm, not a benchmark
 MAX_SECONDS = 24 * 3600.0  # bound on any time option: nan and inf would unbound every wait
 FORENSICS_TIMEOUT_S = 15.0
+# The default measurement: long enough for a 2 s deadline to show hangs and for the percentiles
+# to settle, short enough that `--strategy all` (14 cases with the twins) stays near 2 minutes.
+# Decisions between strategies want --repeat (or --suite), not a longer single run.
+DEFAULT_DURATION_S = 5.0
+DEFAULT_WARMUP_S = 1.0
 LOCAL_NAMES = ("localhost",)
 
 
@@ -59,7 +64,9 @@ def settings_from(args: argparse.Namespace) -> Settings:
     _check_server_options(args)
     if args.duration is not None and args.requests is not None:
         raise UsageError("give either --duration or --requests, not both")
-    duration = args.duration if args.duration is not None else (None if args.requests is not None else 10.0)
+    duration = args.duration
+    if duration is None and args.requests is None:
+        duration = DEFAULT_DURATION_S
     if duration is not None:
         _seconds("--duration", duration, minimum=0.0, inclusive=False)
     if args.requests is not None:

@@ -224,7 +224,7 @@ def test_help_lists_the_run_options_with_their_defaults(capsys: pytest.CaptureFi
         assert group in text
     for option, default in [
         ("--concurrency", "(default: 32)"),
-        ("--warmup", "(default: 2.0)"),
+        ("--warmup", "(default: 1.0)"),
         ("--deadline", "(default: 2.0)"),
         ("--engine", "(default: asyncio)"),
         ("--cpu-us", "(default: 0)"),

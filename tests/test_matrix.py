@@ -32,7 +32,7 @@ def test_the_default_run_is_one_workload_one_repetition() -> None:
         ("threads", "hello", {}, 0),
         ("gevent", "hello", {}, 0),
     ]
-    assert m.jobs[0].settings.workload.concurrency == 32 and m.jobs[0].settings.workload.duration_s == 10.0
+    assert m.jobs[0].settings.workload.concurrency == 32 and m.jobs[0].settings.workload.duration_s == 5.0
 
 
 def test_a_workload_sets_load_and_server_and_explicit_flags_win() -> None:
