@@ -178,7 +178,9 @@ class Server:
 
     @property
     def port(self) -> int:
-        return int(self.ready["port"])  # type: ignore[call-overload]
+        port = self.ready["port"]
+        assert isinstance(port, int), self.ready
+        return port
 
     def url(self, target: str) -> str:
         return "http://%s:%d%s" % (HOST, self.port, target)

@@ -68,7 +68,10 @@ def run_case(
         finally:
             interrupts.shielded -= 1
     interrupts.leave_if_asked()
-    if record.forensics is None:  # captured before a SIGKILL
+    # Captured before a SIGKILL; or taken while a request was overdue, kept only if one hung.
+    if record.forensics is None and (
+        report.ignored_sigterm or record.requests.get("hang") or record.status != COMPLETED
+    ):
         record = _with_forensics(record, server)
     return _with_stop(record, report, time.monotonic() - started)
 

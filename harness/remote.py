@@ -165,7 +165,7 @@ def remote_from(args: argparse.Namespace) -> Remote:
             if value is not None:
                 raise UsageError("%s needs --engine distributed" % flag)
         return Remote(target=target)
-    if args.client_procs != 1:
+    if args.client_procs not in (1, "auto"):
         raise UsageError("--client-procs is for the asyncio engine; with --engine distributed use --load-workers N")
     if local is not None and (bind is not None or expect is not None):
         raise UsageError("give either --load-workers N (local workers) or --master-bind with --expect-workers")

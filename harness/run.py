@@ -15,7 +15,7 @@ import sys
 import tempfile
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Dict, List, Sequence
+from typing import Dict, List, Sequence
 
 from . import plan as planning
 from .case import run_case
@@ -144,7 +144,7 @@ def _quiet_library_logs() -> None:
     logger.add(sys.stderr, level="WARNING", format="hangbench: {level}: {message}")
 
 
-def config_of(args: argparse.Namespace, settings: Settings, cases: Sequence[planning.Case]) -> Dict[str, Any]:
+def config_of(args: argparse.Namespace, settings: Settings, cases: Sequence[planning.Case]) -> Dict[str, object]:
     config = {key: value for key, value in vars(args).items() if key not in ("command", "argv")}
     config.update(
         {

@@ -156,7 +156,9 @@ class ServerProcess:
 
     @property
     def port(self) -> int:
-        return int(self.ready["port"])  # type: ignore[arg-type]
+        port = self.ready["port"]
+        assert isinstance(port, int), self.ready
+        return port
 
     @property
     def pid(self) -> int:
@@ -313,7 +315,8 @@ def start_server(
     )
     server = ServerProcess(proc, {}, stderr_file)
     try:
-        line = _read_line(proc.stdout, ready_timeout)  # type: ignore[arg-type]
+        assert proc.stdout is not None  # stdout=PIPE
+        line = _read_line(proc.stdout, ready_timeout)
         if not line:
             raise RuntimeError(
                 "server exited before it was ready (status %s): %s" % (proc.wait(STOP_TIMEOUT_S), server.stderr_text())

@@ -71,8 +71,9 @@ def blocked(tmp_path: Path) -> Iterator[subprocess.Popen]:
     script.write_text(BLOCKED_IN_RECV.format(repo=str(REPO)))
     env = dict(os.environ, HANGBENCH_FORENSICS_DIR=str(tmp_path / "stacks"))
     proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, env=env)
+    assert proc.stdout is not None  # stdout=PIPE
     try:
-        assert proc.stdout is not None and proc.stdout.readline() == b"blocking\n"
+        assert proc.stdout.readline() == b"blocking\n"
         assert wait_for(lambda: _state(proc.pid) == "S", 10)
         yield proc
     finally:
@@ -103,6 +104,7 @@ def test_py_spy_capture_names_recv(blocked: subprocess.Popen, tmp_path: Path) ->
     assert dump.state == "S"
     assert any(fd.target.startswith("socket:[") and fd.detail == "unix (unnamed)" for fd in dump.fds)
     # Full record as JSON on disk.
+    assert result.path is not None
     saved = json.loads(Path(result.path).read_text())
     assert saved["summary"] == result.summary
     assert saved["processes"][0]["pid"] == blocked.pid
@@ -158,6 +160,7 @@ def test_tcp_sockets_are_described() -> None:
         "print(s.getsockname()[1], flush=True); time.sleep(60)"
     )
     proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE)
+    assert proc.stdout is not None  # stdout=PIPE
     try:
         port = int(proc.stdout.readline())
         result = capture([proc.pid], None, timeout_s=10, method="faulthandler")
@@ -190,6 +193,7 @@ def test_capture_of_a_gone_process_records_and_goes_on() -> None:
 def test_server_stuck_in_recv_is_diagnosed() -> None:
     with ServerProcess() as server:
         server.start(argv_for("stuck_in_recv"), ready_timeout_s=20, cwd=REPO)
+        assert server.port is not None
         with socket.create_connection(("127.0.0.1", server.port), timeout=5) as client:
             client.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
             assert wait_for(lambda: "recv" in server.capture_forensics(10).summary, 10)

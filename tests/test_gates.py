@@ -35,7 +35,13 @@ class SoundButExits(Strategy):
 
 
 def args(**given) -> argparse.Namespace:
-    values = {"fail_if": [], "baseline": None, "fail_if_slower": None, "allow_failures": False, "strategy": "all"}
+    values: dict[str, object] = {
+        "fail_if": [],
+        "baseline": None,
+        "fail_if_slower": None,
+        "allow_failures": False,
+        "strategy": "all",
+    }
     values.update(given)
     return argparse.Namespace(**values)
 

@@ -69,9 +69,11 @@ def run_client(argv: Sequence[str]) -> subprocess.CompletedProcess[str]:
             list(argv), stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=CLIENT_TIMEOUT_S
         )
     except subprocess.TimeoutExpired as exc:
+        # The exception carries bytes even when the run was in text mode.
+        so_far = exc.stdout.decode(errors="replace") if isinstance(exc.stdout, bytes) else exc.stdout
         pytest.fail(
             "%s did not finish within %.0f s (server hung?)\nstdout so far:\n%s"
-            % (" ".join(argv), CLIENT_TIMEOUT_S, exc.stdout)
+            % (" ".join(argv), CLIENT_TIMEOUT_S, so_far)
         )
 
 

@@ -220,6 +220,7 @@ def test_no_ready_line_is_not_ready_and_killed(fake) -> None:
         pid = server.pid
     assert caught.value.status == NOT_READY
     assert "no ready line" in caught.value.message
+    assert caught.value.stop_report is not None
     assert caught.value.stop_report.exit_code == -15  # it had to be stopped: it was alive
     assert not psutil.pid_exists(pid) or psutil.Process(pid).ppid() != os.getpid()
 
@@ -238,6 +239,7 @@ def test_closed_listener_is_not_ready(launcher: str) -> None:
         server.start(argv_for("never_binds", launcher), ready_timeout_s=5, cwd=REPO)
     assert caught.value.status == NOT_READY
     assert "refused" in caught.value.message.lower()
+    assert caught.value.stop_report is not None
     assert caught.value.stop_report.port_free is True
 
 
@@ -337,7 +339,9 @@ def test_setsid_grandchild_is_found_and_killed(launcher: str) -> None:
     with ServerProcess() as server:
         server.start(argv_for("setsid_grandchild", launcher), ready_timeout_s=30, cwd=REPO)
         assert wait_for(lambda: "grandchild pid" in server.stderr_tail(50), 10)
-        grandchild = int(re.search(r"grandchild pid (\d+)", server.stderr_tail(50)).group(1))
+        said = re.search(r"grandchild pid (\d+)", server.stderr_tail(50))
+        assert said is not None
+        grandchild = int(said.group(1))
         assert os.getsid(grandchild) not in (server.pid, os.getsid(0)), "it left the server's session"
         assert psutil.Process(grandchild).ppid() == os.getpid(), "reparented to the harness (subreaper)"
         assert grandchild in server.pids()
@@ -379,6 +383,7 @@ def test_fd_count_stable_over_repeated_runs(fake) -> None:
 def test_a_connection_to_the_server_left_open_is_an_fd_leak(fake) -> None:
     with ServerProcess() as server:
         server.start(fake("plain"), ready_timeout_s=20)
+        assert server.port is not None
         forgotten = socket.create_connection(("127.0.0.1", server.port), timeout=5)
         try:
             report = server.stop(5)
@@ -418,7 +423,9 @@ def test_cpu_of_exited_children_is_kept(fake) -> None:
     with ServerProcess(sample_interval_s=0.1) as server:
         server.start(fake("fork-cpu"), ready_timeout_s=20)
         assert wait_for(lambda: "child" in server.stderr_tail(5), 10)
-        child = int(re.search(r"child (\d+)", server.stderr_tail(5)).group(1))
+        said = re.search(r"child (\d+)", server.stderr_tail(5))
+        assert said is not None
+        child = int(said.group(1))
         assert wait_for(lambda: not psutil.pid_exists(child), 30), "the child burns 0.6 s of CPU, then is reaped"
         own = psutil.Process(server.pid).cpu_times()
         assert server.sample().cpu_s >= own.user + own.system + 0.4

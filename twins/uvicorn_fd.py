@@ -13,17 +13,23 @@ from __future__ import annotations
 import os
 import socket
 import sys
-from typing import Any
+from operator import index
+from typing import SupportsIndex
 
 
-def _fromfd(fd: int, family: Any = -1, type: Any = -1, proto: int = -1) -> socket.socket:
-    # Like socket.fromfd (a duplicate the caller owns), with the family, type and protocol
-    # read from the descriptor itself rather than taken from the caller.
-    return socket.socket(fileno=os.dup(fd))
+def _fromfd(
+    fd: SupportsIndex,
+    family: socket.AddressFamily | int,
+    type: socket.SocketKind | int,
+    proto: int = 0,
+) -> socket.socket:
+    # socket.fromfd's signature (a duplicate the caller owns), but the family, type and
+    # protocol are read from the descriptor itself rather than taken from the caller.
+    return socket.socket(fileno=os.dup(index(fd)))
 
 
 def main() -> None:
-    socket.fromfd = _fromfd  # type: ignore[assignment]
+    socket.fromfd = _fromfd
     from uvicorn.main import main as uvicorn_main
 
     sys.argv[0] = "uvicorn"

@@ -21,13 +21,15 @@ import socket
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 
 from . import engines
-from .metrics import HANG, MALFORMED, LoadResult
+from .metrics import HANG, MALFORMED, OK, RESET, LoadResult
 from .net import raise_fd_limit, resolve
 from .outcome import Tally, classify_error
 from .response import ResponseReader
 from .schedule import MEASURED, STOP, CpuWindow, Progress, Schedule
+from .timeline import CONNECT_START, CONNECTED, FIN, FIRST_BYTE, REQUEST_WRITTEN, RESPONSE_COMPLETE, RST, TimelineBook
 from .workload import Workload
 
 ProgressFn = Callable[[Progress], None]
@@ -48,6 +50,10 @@ class _Shared:
         self.schedule = Schedule(workload, time.monotonic())
         self.tally = Tally(self.schedule.measure_start)
         self.sockets: set[socket.socket] = set()
+        self.book = TimelineBook(workload.timelines)
+        # Each worker's current request's start (0.0: none): the clock reads the oldest, once a
+        # progress report, so the run can capture while a request is overdue, not yet hung.
+        self.started: list[float] = [0.0] * workload.concurrency
 
     def admit(self) -> tuple[int, float]:
         with self.lock:
@@ -58,6 +64,16 @@ class _Shared:
         with self.lock:
             if self.schedule.stopped_at is None:  # after a stop, in-flight requests are not counted
                 self.tally.record(kind, measured, now, latency, latency, detail)
+
+    def note(self, kind: str, start: float, marks: list[tuple[str, float]], port: int | None) -> None:
+        """A measured request that hung or failed: keep its timeline (bounded)."""
+        with self.lock:
+            if self.schedule.stopped_at is None:
+                self.book.add(kind, start, marks, port, hung=kind == HANG)
+
+    def oldest_in_flight_s(self, now: float) -> float | None:
+        begun = [t for t in self.started if t]
+        return now - min(begun) if begun else None
 
     def track(self, sock: socket.socket, add: bool) -> None:
         with self.lock:
@@ -84,7 +100,7 @@ def run(workload: Workload, progress: ProgressFn | None = None, stop: threading.
         max_workers=workload.concurrency, thread_name_prefix="hangbench-client"
     )
     try:
-        futures = [executor.submit(_worker, shared) for _ in range(workload.concurrency)]
+        futures = [executor.submit(_worker, shared, index) for index in range(workload.concurrency)]
         partial, cpu = _clock(shared, futures, progress, stop)
     except BaseException:  # e.g. KeyboardInterrupt in the calling thread: release the workers
         with shared.lock:
@@ -95,7 +111,9 @@ def run(workload: Workload, progress: ProgressFn | None = None, stop: threading.
         executor.shutdown(wait=False, cancel_futures=True)
     elapsed = shared.schedule.elapsed(shared.tally.last_end or time.monotonic())
     with shared.lock:
-        return shared.tally.result(elapsed, cpu.cpu_s, cpu.wall_s, engine="threads", loop="threads", partial=partial)
+        result = shared.tally.result(elapsed, cpu.cpu_s, cpu.wall_s, engine="threads", loop="threads", partial=partial)
+        book = shared.book
+        return replace(result, timelines=list(book.timelines), hang_milestones=dict(book.hang_milestones))
 
 
 def _clock(
@@ -130,7 +148,8 @@ def _clock(
             with shared.lock:
                 phase = schedule.phase(now)
                 counts = dict(shared.tally.warmup if phase == "warmup" else shared.tally.counts)
-            progress(Progress(phase, round(schedule.phase_elapsed(now), 3), counts))
+            oldest = shared.oldest_in_flight_s(now)
+            progress(Progress(phase, round(schedule.phase_elapsed(now), 3), counts, oldest))
         if now >= limit:
             break
     with shared.lock:
@@ -147,62 +166,89 @@ def _raise_worker_error(done: set[concurrent.futures.Future[None]]) -> None:
             raise error
 
 
-def _worker(shared: _Shared) -> None:
+def _worker(shared: _Shared, index: int) -> None:
     reader = ResponseReader(read_eof=shared.workload.read == "eof")
     deadline_s = shared.workload.deadline_s
     sock: socket.socket | None = None
+    port: int | None = None
+    started = shared.started
     try:
         for _ in range(MAX_REQUESTS_PER_WORKER):
             admitted, t0 = shared.admit()
             if admitted == STOP:
                 return
-            kind, detail, sock = _request(shared, reader, sock, t0 + deadline_s)
+            started[index] = t0
+            marks: list[tuple[str, float]] = []  # (milestone, monotonic time): kept only if it fails
+            kind, detail, sock, port = _request(shared, reader, sock, t0 + deadline_s, marks, port)
             now = time.monotonic()
+            started[index] = 0.0
             latency = now - t0
             if latency >= deadline_s:
                 kind = HANG
             shared.record(kind, admitted == MEASURED, now, latency, detail)
+            if kind != OK and admitted == MEASURED:
+                shared.note(kind, t0, marks, port)
     finally:
+        started[index] = 0.0
         if sock is not None:
             _close(shared, sock)
 
 
 def _request(
-    shared: _Shared, reader: ResponseReader, sock: socket.socket | None, deadline: float
-) -> tuple[str, str | None, socket.socket | None]:
-    """One request; returns (kind, detail, socket to reuse or None)."""
+    shared: _Shared,
+    reader: ResponseReader,
+    sock: socket.socket | None,
+    deadline: float,
+    marks: list[tuple[str, float]],
+    port: int | None,
+) -> tuple[str, str | None, socket.socket | None, int | None]:
+    """One request; returns (kind, detail, socket to reuse or None, the client's local port)."""
     if sock is None:
         sock = socket.socket(shared.family, socket.SOCK_STREAM)
         shared.track(sock, True)
         try:
             sock.settimeout(max(deadline - time.monotonic(), 0.001))
+            marks.append((CONNECT_START, time.monotonic()))
             sock.connect((shared.address, shared.workload.port))
+            marks.append((CONNECTED, time.monotonic()))
+            port = sock.getsockname()[1]  # once per connection: joins the server's view of it
         except OSError as error:
             _close(shared, sock)
             kind, detail = classify_error(error, connecting=True)
-            return kind, detail, None
+            return kind, detail, None, None
     reader.reset()
     try:
-        kind = _exchange(sock, shared.request, reader, deadline)
+        kind = _exchange(sock, shared.request, reader, deadline, marks)
     except OSError as error:
         _close(shared, sock)
         kind, detail = classify_error(error, connecting=False)
-        return kind, detail, None
+        if kind != HANG:
+            marks.append((RST if kind == RESET else FIN, time.monotonic()))
+        return kind, detail, None, port
     if kind == MALFORMED or not (shared.workload.keep_alive and reader.reusable):
         _close(shared, sock)
-        return kind, None, None
-    return kind, None, sock
+        return kind, None, None, port
+    return kind, None, sock, port
 
 
-def _exchange(sock: socket.socket, request: bytes, reader: ResponseReader, deadline: float) -> str:
+def _exchange(
+    sock: socket.socket, request: bytes, reader: ResponseReader, deadline: float, marks: list[tuple[str, float]]
+) -> str:
     sock.settimeout(_left(deadline))
     sock.sendall(request)
+    marks.append((REQUEST_WRITTEN, time.monotonic()))
     for _ in range(MAX_REQUESTS_PER_WORKER):  # each recv returns >= 1 byte or ends the loop
         sock.settimeout(_left(deadline))
         data = sock.recv(RECV_BYTES)
+        if not data:
+            marks.append((FIN, time.monotonic()))
+        elif marks[-1][0] == REQUEST_WRITTEN:
+            marks.append((FIRST_BYTE, time.monotonic()))
         kind = reader.feed(data) if data else reader.feed_eof()
         if kind is not None:
             return kind
+        if data and reader.read_eof and reader.body_complete():
+            marks.append((RESPONSE_COMPLETE, time.monotonic()))  # all of it; now it waits for the FIN
     raise TimeoutError("response never ended")  # pragma: no cover - unreachable in practice
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from .histogram import (
@@ -29,6 +29,7 @@ from .histogram import (
     LatencyHistogram,
     zero_counts,
 )
+from .timeline import merge_books
 
 INTERVAL_S = 1.0  # the time series' resolution, seconds
 
@@ -109,6 +110,10 @@ class LoadResult:
     schedule_lag_histogram: str = ""
     intervals: list[dict[str, Any]] = field(default_factory=list)
     interval_histograms: list[str] = field(default_factory=list)
+    # The first hung or failed requests' milestones, and hung requests by the last milestone
+    # reached (harness.load.timeline); empty where the engine records none.
+    timelines: list[dict[str, Any]] = field(default_factory=list)
+    hang_milestones: dict[str, int] = field(default_factory=dict)
 
     @property
     def total(self) -> int:
@@ -275,7 +280,10 @@ def merge(results: Sequence[LoadResult]) -> LoadResult:
             lag=lag,
             arrival=first.arrival,
         )
-    return LoadResult.build(
+    # Each process kept its first N timelines: all of them are kept (at most N per process).
+    parts = [(r.timelines, r.hang_milestones) for r in results]
+    timelines, milestones = merge_books(parts, sum(len(r.timelines) for r in results))
+    merged = LoadResult.build(
         counts,
         histogram,
         max(r.elapsed_s for r in results),
@@ -290,6 +298,7 @@ def merge(results: Sequence[LoadResult]) -> LoadResult:
         intervals=series_or_none,
         schedule=schedule,
     )
+    return replace(merged, timelines=timelines, hang_milestones=milestones)
 
 
 def _full_counts(counts: Mapping[str, int]) -> dict[str, int]:

@@ -36,6 +36,9 @@ class Progress:
     phase: str
     elapsed_s: float
     counts: dict[str, int] = field(default_factory=dict)
+    # Age of the oldest request in flight, where the engine tracks it (None: unknown or none):
+    # the run captures while a request is overdue, before it is declared hung.
+    oldest_in_flight_s: float | None = None
 
 
 class Schedule:

@@ -33,6 +33,7 @@ READ_MODES = ("content-length", "eof")
 MAX_CONCURRENCY = 20_000  # one socket each; beyond this the client's fd limit is the finding
 MAX_CLIENT_PROCS = 64
 MAX_DEADLINE_S = 60.0  # the latency histogram's range
+MAX_TIMELINES = 10_000  # kept in the results JSON: bounded
 MAX_CPU_US = 10_000_000
 MAX_SLEEP_MS = 60_000.0
 MAX_BYTES = 64 * 1024 * 1024
@@ -61,6 +62,7 @@ class Workload:
     stream: int = 0  # open loop, set by share(): this process's part of the schedule...
     streams: int = 1  # ...out of this many
     path: str | None = None  # --url: the request target as given; None: /work?... with the work above
+    timelines: int = 20  # hung or failed requests whose milestones are kept, per client process
 
     @property
     def load_model(self) -> str:
@@ -123,6 +125,10 @@ class Workload:
         _require(
             _finite(self.sleep_ms) and 0 <= self.sleep_ms <= MAX_SLEEP_MS,
             "sleep_ms must be between 0 and %g (got %r)" % (MAX_SLEEP_MS, self.sleep_ms),
+        )
+        _require(
+            _is_int(self.timelines) and 0 <= self.timelines <= MAX_TIMELINES,
+            "timelines must be between 0 and %d (got %r)" % (MAX_TIMELINES, self.timelines),
         )
         _require(
             _is_int(self.bytes) and 0 <= self.bytes <= MAX_BYTES,

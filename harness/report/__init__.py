@@ -55,7 +55,9 @@ def report_command(
         raise UsageError("--format must be html or csv (got %r)" % fmt)
     if not paths:
         raise UsageError("report needs at least one results file")
-    out = Path(output) if output else Path(paths[0]).with_suffix("." + fmt)
+    if output is not None and not output.strip():
+        raise UsageError("--output is empty; give a file name or leave it out")
+    out = Path(output) if output is not None else Path(paths[0]).with_suffix("." + fmt)
     try:
         (write_html if fmt == "html" else write_csv)(paths, out)
         written = write_pngs(paths, Path(png_dir)) if png_dir else []

@@ -90,7 +90,7 @@ def spectrum(histogram: str) -> Spectrum | None:
         return None
     # One pass over the buckets for all the percentiles (get_value_at_percentile walks them
     # from the start for each); the values are the same, as the tests check against latency_us.
-    decoded = HdrHistogram.decode(histogram.encode("ascii"))
+    decoded = _decoded(lambda: HdrHistogram.decode(histogram.encode("ascii")))
     total = int(decoded.get_total_count())
     if total == 0:
         return None
@@ -106,8 +106,19 @@ def merged_histogram(records: Iterable[Record]) -> str:
         return with_samples[0].histogram
     merged = LatencyHistogram()
     for record in with_samples:
-        merged.merge(LatencyHistogram.decode(record.histogram))
+        merged.merge(_decoded(lambda text=record.histogram: LatencyHistogram.decode(text)))
     return merged.encode()
+
+
+def _decoded(decode: Any) -> Any:
+    """A record's histogram, decoded; a file edited by hand or truncated can hold anything there
+    (bad base64, a bad zlib stream, a string that is not ASCII): one sentence, not a traceback."""
+    try:
+        return decode()
+    except Exception as error:  # binascii.Error, zlib.error, UnicodeError, hdrh's own errors
+        raise ReportError(
+            "a record's histogram is not an encoded HdrHistogram (%s: %s)" % (type(error).__name__, error)
+        ) from None
 
 
 # --- time series ------------------------------------------------------------------------------

@@ -9,10 +9,11 @@ makes a readable page. The JSON keeps everything.
 from __future__ import annotations
 
 import html
-from typing import Any
+from typing import Any, Sequence
 
 MAX_PROCESSES = 24
 MAX_FRAMES = 12
+MAX_TIMELINES = 20
 
 
 def _esc(value: Any) -> str:
@@ -64,11 +65,29 @@ def _process(process: dict[str, Any]) -> str:
     )
 
 
-def forensics_html(forensics: dict[str, Any] | None, shown: str | None = None) -> str:
+def timelines_html(timelines: Sequence[dict[str, Any]]) -> str:
+    """The client's milestones of the first hung or failed requests, one line each."""
+    if not timelines:
+        return ""
+    lines = []
+    for item in timelines[:MAX_TIMELINES]:
+        found = item.get("milestones")
+        marks: dict[str, Any] = found if isinstance(found, dict) else {}
+        steps = ", ".join("%s %.1f ms" % (name, float(us) / 1000.0) for name, us in marks.items() if us is not None)
+        lines.append(
+            "%s, client port %s, last: %s: %s"
+            % (item.get("outcome", "?"), item.get("port", "?"), item.get("last", "?"), steps or "no milestone")
+        )
+    return "<p>Client timelines (ms from each request's start):</p><pre>%s</pre>" % _esc("\n".join(lines))
+
+
+def forensics_html(
+    forensics: dict[str, Any] | None, shown: str | None = None, timelines: Sequence[dict[str, Any]] = ()
+) -> str:
     """`shown`: the record's stuck phrase, already on the page (its summary is not repeated)."""
     if not forensics:
-        return ""
-    parts = ['<div class="forensics"><h4>Forensics</h4>']
+        return timelines_html(timelines)
+    parts = ['<div class="forensics"><h4>Forensics</h4>', timelines_html(timelines)]
     if forensics.get("summary") and forensics["summary"] != shown:
         parts.append("<p>%s</p>" % _esc(forensics["summary"]))
     if forensics.get("omitted"):

@@ -11,12 +11,12 @@ appear only where they vary within the file).
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from harness.results.jsonio import read_json_file
 from harness.results.records import ResultsError
 
 DEFAULT_WORKLOAD = "hello"
@@ -65,6 +65,9 @@ class Record:
     leaks: list[str]
     partial: bool
     ignored_sigterm: bool
+    cause: str | None = None  # why requests hung (harness.supervise.causes)
+    cause_evidence: tuple[str, ...] = ()
+    timelines: tuple[dict[str, Any], ...] = ()  # first N hung/failed requests' milestones
 
     @property
     def measured(self) -> bool:
@@ -100,12 +103,9 @@ def load_runs(paths: Sequence[str | Path]) -> list[Run]:
 
 def load_run(path: str | Path) -> Run:
     try:
-        with open(path, encoding="utf-8") as stream:
-            data = json.load(stream)
-    except FileNotFoundError:
-        raise ReportError("results file %s does not exist" % path) from None
-    except (OSError, ValueError) as error:
-        raise ReportError("cannot read results file %s: %s" % (path, error)) from None
+        data = read_json_file(str(path))  # a regular file of bounded size, finite numbers only
+    except ResultsError as error:
+        raise ReportError(str(error)) from None
     if not isinstance(data, dict) or not isinstance(data.get("strategies"), list):
         raise ReportError("%s is not a hangbench results file (no list of strategy records)" % path)
     version = data.get("schema_version")
@@ -200,6 +200,9 @@ def _records(items: Iterable[Any], source: str) -> tuple[Record, ...]:
                 leaks=[str(leak) for leak in item.get("leaks") or ()],
                 partial=bool(item.get("partial", False)),
                 ignored_sigterm=bool(stop.get("ignored_sigterm", False)),
+                cause=item.get("cause") if isinstance(item.get("cause"), str) else None,
+                cause_evidence=tuple(str(line) for line in item.get("cause_evidence") or ()),
+                timelines=tuple(t for t in item.get("timelines") or () if isinstance(t, dict)),
             )
         )
     return tuple(records)

@@ -117,6 +117,8 @@ def tags(record: Record) -> list[tuple[str, str]]:
         out.append(("ignored SIGTERM", "the server ignored SIGTERM and was killed"))
     if record.leaks:
         out.append(("leak", "; ".join(record.leaks)))
+    if record.cause:
+        out.append(("cause: " + record.cause, "\n".join((record.cause, *record.cause_evidence))))
     if record.stuck:
         out.append(("stuck", record.stuck))
     if record.status != "completed" and record.message:
@@ -263,6 +265,7 @@ def details(runs: Sequence[Run]) -> str:
             parts.append(
                 '<details class="record print-open" id="%s"%s><summary>%s</summary>'
                 % (anchor(record), open_attr, esc(title))
-                + '<dl class="notes">%s</dl>%s</details>' % (items, forensics_html(record.forensics, record.stuck))
+                + '<dl class="notes">%s</dl>%s</details>'
+                % (items, forensics_html(record.forensics, record.stuck, record.timelines))
             )
     return "".join(parts) or "<p>No notes: every case completed without hangs, leaks or warnings.</p>"

@@ -8,24 +8,38 @@ symlink to one, which is followed and kept): a folder, a FIFO, a device such as 
 socket is refused before the run starts -- renaming onto /dev/null as root would turn it into a
 regular file. The Markdown table goes beside the JSON as `<stem>.md`, never to a name the user
 did not give, except for the default output path, whose table is `results/latest.md`.
+
+`write_text_atomic` checks the same again at the moment of writing (every writer -- the run, the
+report, `replay` -- goes through it, and not all of them plan their outputs first), and reading
+(`read_json_file`) takes only a regular file of bounded size: /dev/zero or a FIFO given as a
+results file would otherwise be read forever. NaN and Infinity are not JSON, and a results file
+holding them is refused rather than crashing the statistics later.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
 import json
+import math
 import os
 import re
 import stat
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
+from ..errors import UsageError
 from .records import ResultsError, RunRecord
 
 RESULTS_DIR = Path("results")
 LATEST_TABLE = "latest.md"
+MAX_INPUT_BYTES = 1 << 30  # a results file larger than this is not one (the biggest sweeps are tens of MB)
+
+
+class OutputError(ResultsError, UsageError, OSError):
+    """An output path cannot be written safely: the user's to fix, so also a UsageError (exit 2);
+    an OSError too, as a failed write was before this class, for callers that catch that."""
 
 
 @dataclass(frozen=True)
@@ -118,6 +132,23 @@ def _check_kind(path: Path, target: Path) -> None:
 
 
 def write_text_atomic(path: Path, text: str) -> None:
+    """Write `text` to `path` by replacing it: only a new path or a regular file (a symlink's
+    target is replaced, the link kept). OutputError (one sentence) for anything else."""
+    if not str(path) or path.name in ("", ".", ".."):
+        raise OutputError("output path %r names no file; give a file name" % str(path))
+    try:
+        target = check_writable(path)
+    except OutputError:
+        raise
+    except ResultsError as error:
+        raise OutputError(str(error)) from None
+    try:
+        _replace_with(target, text)
+    except OSError as error:
+        raise OutputError("cannot write %s: %s" % (path, error.strerror or error)) from None
+
+
+def _replace_with(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temp = tempfile.mkstemp(prefix=".%s." % path.name, suffix=".tmp", dir=str(path.parent))
     try:
@@ -145,14 +176,55 @@ def write_run(record: RunRecord, path: Path) -> None:
     write_text_atomic(path, json.dumps(record.to_dict(), indent=2, sort_keys=False) + "\n")
 
 
-def read_run(path: str) -> RunRecord:
+def read_json_file(path: str, what: str = "results file") -> Any:
+    """The JSON document in `path`, which must be a regular file of at most MAX_INPUT_BYTES
+    holding finite numbers only; ResultsError (one sentence, naming `what` and `path`) otherwise."""
     try:
-        with open(path, encoding="utf-8") as stream:
-            data = json.load(stream)
+        # O_NONBLOCK: opening a FIFO must not wait for a writer; the kind is checked on the open fd.
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     except FileNotFoundError:
-        raise ResultsError("results file %s does not exist" % path) from None
-    except (OSError, ValueError) as error:
-        raise ResultsError("cannot read results file %s: %s" % (path, _one_line(error))) from None
+        raise ResultsError("%s %s does not exist" % (what, path)) from None
+    except OSError as error:
+        raise ResultsError("cannot read %s %s: %s" % (what, path, _one_line(error))) from None
+    try:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            raise ResultsError("cannot read %s %s: it is a folder, not a file" % (what, path))
+        if not stat.S_ISREG(mode):
+            kind = next((name for test, name in _KINDS if test(mode)), "not a regular file")
+            raise ResultsError("cannot read %s %s: it is %s, not a regular file" % (what, path, kind))
+        os.set_blocking(fd, True)
+        with os.fdopen(os.dup(fd), "rb") as stream:
+            raw = stream.read(MAX_INPUT_BYTES + 1)
+    except OSError as error:
+        raise ResultsError("cannot read %s %s: %s" % (what, path, _one_line(error))) from None
+    finally:
+        os.close(fd)
+    if len(raw) > MAX_INPUT_BYTES:
+        raise ResultsError(
+            "%s %s is larger than %d MiB; it is not a results file" % (what, path, MAX_INPUT_BYTES >> 20)
+        )
+    try:
+        return json.loads(raw.decode("utf-8"), parse_constant=_not_json, parse_float=_finite)
+    except RecursionError:
+        raise ResultsError("cannot read %s %s: its JSON is nested too deeply" % (what, path)) from None
+    except ValueError as error:  # also UnicodeDecodeError
+        raise ResultsError("cannot read %s %s: %s" % (what, path, _one_line(error))) from None
+
+
+def _not_json(name: str) -> Any:
+    raise ValueError("it holds %s, which is not a JSON number" % name)
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError("it holds the number %s, too large for a float" % text[:40])
+    return value
+
+
+def read_run(path: str) -> RunRecord:
+    data = read_json_file(path)
     if not isinstance(data, dict):
         raise ResultsError(
             "%s is not a hangbench results file (it holds a JSON %s, not an object)" % (path, type(data).__name__)

@@ -24,7 +24,7 @@ WIDTH = 120
 # The load generator, not the server, was the bottleneck: what to try.
 RATE_KEPT = 0.99  # open loop: a row whose achieved rate is below this share of the intended one says so
 CLIENT_BOUND_HINT = "client-bound: try --client-procs 2 or more, pinning (taskset), or a faster client (wrk)"
-UVLOOP_HINT = "--engine asyncio with uvloop installed"  # the fastest engine this harness has
+UVLOOP_HINT = "--engine asyncio with uvloop installed (if not so already)"  # the fastest engine here
 
 Column = Tuple[str, Callable[[StrategyRecord], str]]
 

@@ -186,13 +186,13 @@ def _broken(records: Sequence[Mapping[str, Any]]) -> dict[str, object]:
 
 def verdict_main(path: str) -> int:
     """`python -m harness verdict results/X.json`: print the verdict of a saved run."""
+    from .jsonio import read_json_file  # a regular file of bounded size, finite numbers only
+    from .records import ResultsError
+
     try:
-        with open(path, encoding="utf-8") as stream:
-            data = json.load(stream)
-    except FileNotFoundError:
-        raise UsageError("results file %s does not exist" % path) from None
-    except (OSError, ValueError) as error:
-        raise UsageError("cannot read results file %s: %s" % (path, error)) from None
+        data = read_json_file(path)
+    except ResultsError as error:
+        raise UsageError(str(error)) from None
     if not isinstance(data, dict) or not isinstance(data.get("strategies"), list):
         raise UsageError("%s is not a hangbench results file (no list of strategy records)" % path)
     try:

@@ -180,15 +180,15 @@ class App:
         return Response(200, make_body(work.bytes))
 
 
-def handle(app: App, request: Optional[Request], cancelled: Optional[Cancelled] = None) -> Response:
+def handle(app: App, request: Request, cancelled: Optional[Cancelled] = None) -> Response:
     """Run the app, turning an unexpected exception into a 500 instead of a dead worker.
 
     ClientGone (only possible with `cancelled`) is not turned into anything: nobody is left to
     answer, and the caller closes the connection."""
     try:
         if cancelled is None:
-            return app(request)  # type: ignore[arg-type]
-        return app(request, cancelled)  # type: ignore[arg-type]
+            return app(request)
+        return app(request, cancelled)
     except ClientGone:
         raise
     except Exception as error:

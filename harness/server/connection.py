@@ -35,10 +35,13 @@ from __future__ import annotations
 
 import socket
 import time
-from typing import Any, Awaitable, Callable, Optional, Tuple
+from typing import TYPE_CHECKING, Awaitable, Callable, Optional, Tuple
 
 from .app import App, Cancelled, ClientGone, handle
 from .protocol import Event, ProtocolError, Request, RequestParser, Response, render, render_parts
+
+if TYPE_CHECKING:  # asyncio is imported only by the strategies that serve with it
+    import asyncio
 
 RECV_BYTES = 65536
 JOIN_BELOW = 65536  # a body shorter than this goes out in one send with its head
@@ -51,7 +54,7 @@ _INET = (socket.AF_INET, socket.AF_INET6)
 Parts = Tuple[bytes, bytes]  # a response's head and body, sent in that order
 
 
-def peer_closed(sock: Any) -> bool:
+def peer_closed(sock: socket.socket) -> bool:
     """True once the peer has sent FIN or RST on `sock` (without reading anything from it).
 
     On Linux TCP the connection state (TCP_INFO) is read, which sees a FIN even behind unread
@@ -179,7 +182,7 @@ class HttpSession:
         return b""
 
 
-def send_parts(sock: Any, parts: Parts) -> None:
+def send_parts(sock: socket.socket, parts: Parts) -> None:
     """Send a response's head and body; small ones in one send, a large body without copying."""
     head, body = parts
     if len(body) < JOIN_BELOW:
@@ -189,7 +192,7 @@ def send_parts(sock: Any, parts: Parts) -> None:
         sock.sendall(body)
 
 
-def send_nowait(sock: Any, data: bytes) -> None:
+def send_nowait(sock: socket.socket, data: bytes) -> None:
     """One non-blocking send of a short last word (a 408); dropped if it does not fit at once."""
     if not data:
         return
@@ -244,7 +247,7 @@ def serve_blocking(
         sock.close()
 
 
-def _stream_peer_closed(writer: Any) -> Callable[[], bool]:
+def _stream_peer_closed(writer: asyncio.StreamWriter) -> Callable[[], bool]:
     """`peer_closed` for an asyncio stream: the TCP state where Linux tells it, else never."""
     sock = writer.get_extra_info("socket")
     if sock is None or _TCP_INFO is None or sock.family not in _INET:
@@ -253,8 +256,8 @@ def _stream_peer_closed(writer: Any) -> Callable[[], bool]:
 
 
 async def serve_asyncio(
-    reader: Any,
-    writer: Any,
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
     app: App,
     run: Callable[[App, Request], Awaitable[Response]],
     idle_timeout_s: float = 30.0,

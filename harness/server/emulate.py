@@ -173,8 +173,10 @@ def _install(names: Sequence[str]) -> None:
     saved = {attr: socket.socket.__dict__.get(attr) for attr in _PATCHED}
     previous = {attr: getattr(socket.socket, attr) for attr in _PATCHED}
     connect = _make_connect(previous["connect"], previous["connect_ex"])
+    # Patching methods of the stdlib socket class is the point of emulation (children inherit
+    # it), and mypy rejects any assignment to a method; restore() undoes these three.
     socket.socket.connect = connect  # type: ignore[method-assign]
-    socket.socket.connect_ex = _make_connect_ex(previous["connect_ex"])  # type: ignore
+    socket.socket.connect_ex = _make_connect_ex(previous["connect_ex"])  # type: ignore[method-assign]
     socket.socket.listen = _make_listen(previous["listen"])  # type: ignore[method-assign]
     setattr(socket.socket, _STATE_ATTR, {"names": tuple(names), "saved": saved})
 

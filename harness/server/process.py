@@ -20,6 +20,7 @@ The ready line is one JSON object on stdout: {"event": "listening", "host", "por
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -126,7 +127,9 @@ def make_listener(host: str, port: int, backlog: int) -> socket.socket:
 def load_strategy(name: str, plugins: List[str]) -> Strategy:
     if ":" in name or name.endswith(".py"):
         return load_spec(name, import_timeout_s())()
-    return resolve(name, discover(plugins)).cls()  # type: ignore[misc]
+    cls = resolve(name, discover(plugins)).cls
+    assert cls is not None  # resolve() raised for an entry whose class did not load
+    return cls()
 
 
 MAX_PORT = 65535
@@ -135,6 +138,8 @@ MAX_BACKLOG = 65535  # the kernel caps it lower (somaxconn); beyond a C int, lis
 
 def check_server_args(args: argparse.Namespace) -> None:
     """The ranges of the common options, checked before anything is bound (StrategyError)."""
+    if not args.host.strip():  # bind() takes "" as every interface: say 0.0.0.0 for that
+        raise StrategyError("--host is empty; give an address (0.0.0.0 or :: to listen on every interface)")
     if not 0 <= args.port <= MAX_PORT:
         raise StrategyError("--port must be between 0 and %d (got %d)" % (MAX_PORT, args.port))
     if not 1 <= args.backlog <= MAX_BACKLOG:
@@ -178,8 +183,11 @@ def run(args: argparse.Namespace) -> int:
         check_server_args(args)
         _install_hooks(args.emulate)
         watchdog.start_from_env()  # ends the tree if the harness dies, even by SIGKILL
-        strategy = load_strategy(args.strategy, args.plugin)
-        options = options_from(args, strategy)
+        # stdout carries the ready line, and only it: what a plugin prints while it is imported
+        # and checked goes to stderr, so it cannot forge the address the harness will load.
+        with contextlib.redirect_stdout(sys.stderr):
+            strategy = load_strategy(args.strategy, args.plugin)
+            options = options_from(args, strategy)
         work = Work(cpu_us=args.cpu_us, sleep_ms=args.sleep_ms, bytes=args.bytes).validated()
         limits = Limits(head_timeout_s=args.head_timeout, max_connections=args.max_connections).validated()
         app = App(work, limits=limits)
@@ -248,12 +256,9 @@ def _bound_exit(seconds: float) -> None:
 
 def _install_hooks(emulate: List[str]) -> None:
     """Forensics and emulation hooks; both are inherited by (or passed on to) every worker."""
-    try:
-        from . import faulthandler_hook
-    except ImportError:  # pragma: no cover - module missing from a partial checkout
-        faulthandler_hook = None  # type: ignore[assignment]
-    if faulthandler_hook is not None:
-        faulthandler_hook.install_from_env()
+    from . import faulthandler_hook
+
+    faulthandler_hook.install_from_env()
     if emulate:
         from . import emulate as emulation
 

@@ -177,6 +177,10 @@ class RequestParser:
                 return ProtocolError(431, "request head larger than %d bytes" % self.max_head)
             if self._buffer and not _plausible_start(bytes(self._buffer[:16])):
                 return ProtocolError(400, "not an HTTP request")
+            if _BARE_LF.search(self._buffer):
+                # Lines ended by LF alone never make the CRLFCRLF the head is waited for: answer
+                # now rather than hold the client until the header-read deadline (a hang).
+                return ProtocolError(400, "bare LF in the request head")
             return None
         if end + 4 > self.max_head:
             return ProtocolError(431, "request head larger than %d bytes" % self.max_head)
@@ -217,6 +221,7 @@ def _is_token(text: str) -> bool:
 # ends lines differently would see other headers: request smuggling).
 _CONTROL = re.compile(b"[\x00-\x08\x0a-\x1f\x7f]")
 _CONTROL_NAMES = {0: "NUL", 13: "bare CR", 10: "bare LF"}
+_BARE_LF = re.compile(b"(?<!\r)\n")  # an LF not preceded by CR, found before the head is complete
 # uri-host [":" port] (RFC 3986): unreserved, sub-delims, pct-encoded, IP-literal brackets.
 _HOST_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~!$&'()*+,;=:[]%"
 

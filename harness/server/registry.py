@@ -146,13 +146,13 @@ def _bounded(load: Callable[[], T], timeout_s: Optional[float], spec: str) -> T:
 def _import_module(target: str) -> ModuleType:
     try:
         return importlib.import_module(target)
-    except Exception as error:
+    except (Exception, SystemExit) as error:  # sys.exit() at import must not end the harness
         raise StrategyError("cannot import plugin module %r: %s: %s" % (target, type(error).__name__, error)) from None
 
 
 def _import_file(path: Path) -> ModuleType:
     if not path.is_file():
-        raise StrategyError("plugin file %s does not exist" % path)
+        raise StrategyError("plugin file %s %s" % (path, "is not a file" if path.exists() else "does not exist"))
     module_name = "hangbench_plugin_" + path.stem.replace("-", "_")
     spec = importlib.util.spec_from_file_location(module_name, path)
     if spec is None or spec.loader is None:
@@ -162,7 +162,7 @@ def _import_file(path: Path) -> ModuleType:
     sys.modules[module_name] = module
     try:
         spec.loader.exec_module(module)
-    except Exception as error:
+    except (Exception, SystemExit) as error:  # sys.exit() at import must not end the harness
         del sys.modules[module_name]
         raise StrategyError("cannot import plugin file %s: %s: %s" % (path, type(error).__name__, error)) from None
     return module

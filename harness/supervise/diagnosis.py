@@ -72,6 +72,12 @@ def summarize_processes(processes: Sequence[ProcessDump]) -> str:
     return "%d/%d threads %s%s%s%s" % (count, total, doing, location, spread, tail)
 
 
+def thread_activity(processes: Sequence[ProcessDump]) -> List[Tuple[int, str, str, bool]]:
+    """(pid, call, where, idle) of every captured thread: the facts `summarize` reduces to a
+    phrase, for rules that need them one by one (harness.supervise.causes)."""
+    return [(dump.pid, p.call, p.where, p.idle) for dump in processes for p in (_point(dump, t) for t in dump.threads)]
+
+
 def _held_while_idle(processes: Sequence[ProcessDump]) -> Optional[str]:
     """With no thread working, a process that still holds accepted client connections is where
     the hang is: nobody serves them, yet they stay open (the lingering-reference case, a task

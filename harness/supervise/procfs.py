@@ -164,6 +164,10 @@ class TcpEntry:
     remote: str
     remote_port: int
     state: str  # "ESTABLISHED", "LISTEN", ...
+    # Bytes queued: unsent/unacked (tx) and received but not read by the application (rx). For a
+    # LISTEN socket rx is the length of its accept queue.
+    tx_queue: int = 0
+    rx_queue: int = 0
 
 
 def tcp_entries(pid: int) -> List[TcpEntry]:
@@ -176,10 +180,26 @@ def tcp_entries(pid: int) -> List[TcpEntry]:
                 local, remote = _hex_addr(cols[1], family), _hex_addr(cols[2], family)
                 entries.append(
                     TcpEntry(
-                        cols[9], kind, local, _port(cols[1]), remote, _port(cols[2]), _TCP_STATES.get(cols[3], cols[3])
+                        cols[9],
+                        kind,
+                        local,
+                        _port(cols[1]),
+                        remote,
+                        _port(cols[2]),
+                        _TCP_STATES.get(cols[3], cols[3]),
+                        *_queues(cols[4]),
                     )
                 )
     return entries
+
+
+def _queues(text: str) -> Tuple[int, int]:
+    """(tx, rx) from the "tx_queue:rx_queue" column, both hex."""
+    tx, _, rx = text.partition(":")
+    try:
+        return int(tx, 16), int(rx, 16)
+    except ValueError:
+        return 0, 0
 
 
 def _port(hex_addr: str) -> int:
