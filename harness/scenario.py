@@ -34,6 +34,7 @@ from .errors import UsageError
 # Recorded in `config` but not options to replay: where the output went, and derived values.
 # `port`: older files recorded the server's --port 0, which the run itself no longer takes.
 NOT_REPLAYED = ("output", "label", "quiet", "scenario", "command", "port")
+MAX_SCENARIO_BYTES = 1 << 20  # options as TOML keys: a file this large is not a scenario
 
 
 def _load_toml(path: Path) -> dict[str, Any]:
@@ -42,12 +43,21 @@ def _load_toml(path: Path) -> dict[str, Any]:
     else:  # pragma: no cover - Python 3.10
         import tomli as tomllib
     try:
+        # Only a regular file: a FIFO would block the open, /dev/zero would be read forever.
+        if path.exists() and not path.is_file():
+            raise UsageError(f"scenario file {path} is not a regular file")
         with path.open("rb") as stream:
-            return tomllib.load(stream)
+            raw = stream.read(MAX_SCENARIO_BYTES + 1)
     except FileNotFoundError:
         raise UsageError(f"scenario file {path} does not exist") from None
     except OSError as error:
         raise UsageError(f"cannot read scenario file {path}: {error.strerror or error}") from None
+    if len(raw) > MAX_SCENARIO_BYTES:
+        raise UsageError(f"scenario file {path} is larger than {MAX_SCENARIO_BYTES >> 20} MiB; it is not a scenario")
+    try:
+        return tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise UsageError(f"scenario file {path} is not UTF-8 text") from None
     except tomllib.TOMLDecodeError as error:
         raise UsageError(f"scenario file {path} is not valid TOML: {error}") from None
 

@@ -53,11 +53,13 @@ def fifo(tmp_path: Path) -> Path:
     return path
 
 
-def _mutated(tmp_path: Path, name: str, old: str, new: str) -> Path:
-    text = REFERENCE.read_text(encoding="utf-8")
-    assert old in text
+def _with_first_record(tmp_path: Path, name: str, **changes: object) -> Path:
+    """The reference results file with fields of its first record changed (json.dumps writes
+    float("inf") as Infinity, as a careless writer would)."""
+    data = json.loads(REFERENCE.read_text(encoding="utf-8"))
+    data["strategies"][0].update(changes)
     path = tmp_path / name
-    path.write_text(text.replace(old, new, 1), encoding="utf-8")
+    path.write_text(json.dumps(data), encoding="utf-8")
     return path
 
 
@@ -158,7 +160,7 @@ def test_every_reader_refuses_a_fifo_in_one_sentence(
 def test_every_reader_refuses_an_infinite_throughput(
     command: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    bad = _mutated(tmp_path, "inf.json", '"throughput_rps": 3059', '"throughput_rps": Infinity')
+    bad = _with_first_record(tmp_path, "inf.json", throughput_rps=float("inf"))
     args = [command, str(REFERENCE), str(bad)] if command == "compare" else [command, str(bad)]
     if command == "report":
         args += ["-o", str(tmp_path / "out.html")]
@@ -170,10 +172,7 @@ def test_report_on_a_histogram_that_is_not_one_is_one_sentence(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     pytest.importorskip("matplotlib")
-    data = json.loads(REFERENCE.read_text(encoding="utf-8"))
-    data["strategies"][0]["histogram"] = "!!!notbase64"
-    bad = tmp_path / "hist.json"
-    bad.write_text(json.dumps(data))
+    bad = _with_first_record(tmp_path, "hist.json", histogram="!!!notbase64")
     assert cli.main(["report", str(bad), "-o", str(tmp_path / "out.html")]) == 2
     assert "HdrHistogram" in one_error_line(capsys)
 
@@ -254,3 +253,43 @@ def test_a_crlf_split_between_reads_is_not_a_bare_lf() -> None:
     assert parser.feed(b"GET / HTTP/1.1\r") == []
     (request,) = parser.feed(b"\nHost: x\r\n\r\n")
     assert not isinstance(request, ProtocolError) and request.target == "/"
+
+
+@pytest.mark.parametrize(
+    "summary",
+    ["\x1b[31mred\x1b[0m", "two\nlines", "A" * 10000],
+    ids=["ansi-escape", "newline", "10-kB"],
+)
+def test_a_summary_that_would_rewrite_the_terminal_or_bury_the_list_is_refused(tmp_path: Path, summary: str) -> None:
+    plugin = tmp_path / "loud.py"
+    plugin.write_text(
+        "from harness.server.strategy import Strategy\n"
+        "class Loud(Strategy):\n"
+        "    name = 'loud'\n"
+        "    summary = %r\n"
+        "    def serve(self, listener, app, options):\n"
+        "        self.wait_for_stop(None)\n" % summary
+    )
+    with pytest.raises(StrategyError, match="summary"):
+        load_spec(str(plugin))
+
+
+def test_a_scenario_that_is_a_fifo_is_refused_without_blocking(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    scenario = tmp_path / "s.toml"
+    os.mkfifo(scenario)
+    assert cli.main(["run", str(scenario)]) == 2
+    assert "not a regular file" in one_error_line(capsys)
+
+
+def test_a_scenario_that_is_not_utf8_is_one_sentence(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    scenario = tmp_path / "s.toml"
+    scenario.write_bytes(b"\xff\xfe strategy = 1")
+    assert cli.main(["run", str(scenario)]) == 2
+    assert "not UTF-8" in one_error_line(capsys)
+
+
+def test_an_empty_run_output_is_refused_before_anything_starts() -> None:
+    with pytest.raises(ResultsError, match="--output is empty"):
+        jsonio.plan_outputs("", "threads")

@@ -243,7 +243,8 @@ def test_help_lists_the_run_options_with_their_defaults(capsys: pytest.CaptureFi
 def test_every_run_option_says_its_default() -> None:
     import argparse
 
-    run = cli.build_parser()._subparsers._group_actions[0].choices["run"]  # type: ignore[union-attr]
+    [commands] = [a for a in cli.build_parser()._actions if isinstance(a, argparse._SubParsersAction)]
+    run = commands.choices["run"]
     formatter = run._get_formatter()
     for action in run._actions:
         if action.help == argparse.SUPPRESS or not action.option_strings:

@@ -67,6 +67,8 @@ def plan_outputs(output: Optional[str], label: str) -> Outputs:
         shown = default_path(label)
         table = shown.parent / LATEST_TABLE
     else:
+        if not output.strip():
+            raise ResultsError("--output is empty; give a file name ending in .json or leave it out")
         if output.endswith(os.sep):
             raise ResultsError("output path %s is a folder; give a file name ending in .json" % output)
         shown = Path(output)

@@ -283,6 +283,10 @@ def _check_definition(cls: type) -> None:
         raise StrategyDefinitionError("%s: %s" % (label, problem))
 
 
+MAX_SUMMARY_CHARS = 300
+_CONTROL_CHARS = re.compile("[\x00-\x1f\x7f-\x9f]")
+
+
 def _attribute_problem(cls: Any) -> Optional[str]:
     if not isinstance(cls.name, str) or not cls.name:
         return "`name` must be a non-empty string (the name given to --strategy)"
@@ -290,8 +294,14 @@ def _attribute_problem(cls: Any) -> Optional[str]:
         return "`name` %r is not a usable strategy name (letters, digits, '-', '_', '.'; not 'all')" % cls.name
     if not isinstance(cls.summary, str) or not cls.summary.strip():
         return "`summary` must be a non-empty one-line description"
+    # `list` and the tables print these as they are: a newline or an escape sequence would
+    # rewrite the user's terminal, and a 10 kB summary would bury every other row.
+    if len(cls.summary) > MAX_SUMMARY_CHARS or _CONTROL_CHARS.search(cls.summary):
+        return "`summary` must be one line of at most %d characters without control characters" % MAX_SUMMARY_CHARS
     if cls.broken is not None and (not isinstance(cls.broken, str) or not cls.broken.strip()):
         return "`broken` must be None or a non-empty reason"
+    if cls.broken is not None and _CONTROL_CHARS.search(cls.broken):
+        return "`broken` must be a reason without control characters (no newline, no escape sequence)"
     for attr in ("uses_multiprocessing", "interrupt_on_stop", "overrides_builtin"):
         if not isinstance(getattr(cls, attr), bool):
             return "`%s` must be True or False" % attr
