@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import sys
+import textwrap
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -126,15 +127,15 @@ HEADERS = [
     "tied with best",
     "runner-up",
     "ratio",
-    "significance",
-    "not ranked",
 ]
 
 
 def format_verdict(result: Mapping[str, Any], summaries: Sequence[Mapping[str, Any]] = ()) -> str:
-    """The verdict as a terminal table; with the summaries, the best case's mean and interval too."""
+    """The verdict as a terminal table, then per workload a line with the significance and the
+    cases not ranked (long text under the table keeps it within 120 columns); with the
+    summaries, the best case's mean and interval too."""
     means = {(s["case"], s.get("workload", "hello"), _level_key(s.get("level"))): s for s in summaries}
-    rows = []
+    rows, notes = [], []
     for entry in result.get("workloads", []):
         label = entry["workload"] + (" @ " + level_label(entry["level"]) if entry.get("level") else "")
         summary = means.get((entry["best"], entry["workload"], _level_key(entry.get("level"))))
@@ -147,11 +148,15 @@ def format_verdict(result: Mapping[str, Any], summaries: Sequence[Mapping[str, A
                 ", ".join(entry.get("tied", [])) or "-",
                 entry.get("runner_up") or "-",
                 "%.2f" % ratio if ratio is not None else "-",
-                entry.get("significance", ""),
-                "; ".join("%s (%s)" % (x["case"], x["status"]) for x in entry.get("excluded", [])) or "-",
             ]
         )
-    return tabulate(rows, headers=HEADERS, tablefmt="simple", disable_numparse=True)
+        unranked = "; ".join("%s (%s)" % (x["case"], x["status"]) for x in entry.get("excluded", []))
+        note = "%s: %s" % (label, entry.get("significance") or "no significance test")
+        notes.append(
+            textwrap.fill(note + ("; not ranked: " + unranked if unranked else ""), 116, subsequent_indent="    ")
+        )
+    table = tabulate(rows, headers=HEADERS, tablefmt="simple", disable_numparse=True)
+    return table + ("\n" + "\n".join(notes) if notes else "")
 
 
 def _level_key(level: object) -> str:
