@@ -123,6 +123,13 @@ def drained(record: Record) -> None:
     assert record["stop"]["output_dropped_bytes"] > 0
 
 
+def worker_died(record: Record) -> None:
+    """A pool worker `_exit`s after reading every fifth request: that request hangs, and the
+    cause names the dead worker, not an overloaded or lost-task server."""
+    assert record["requests"]["hang"] > 0 and record["requests"]["ok"] > 0
+    assert record["cause"] == "worker-died", (record["cause"], record["cause_evidence"])
+
+
 # Strategies whose own misbehaviour is a leak of the server's fds (checked by their case).
 LEAKING = {"mis-leaks-fds"}
 
@@ -151,6 +158,14 @@ CASES = [
     Case("daemon_escape.py", "mis-daemon-escape", "completed", daemon_found_without_marker, slow=True),
     Case("forged_ready.py", "mis-forged-ready", "not-ready", forged_ready_refused, slow=True),
     Case("chatty_output.py", "mis-chatty-output", "completed", drained, slow=True),
+    Case(
+        "worker_exits.py",
+        "mis-worker-exits",
+        "completed",
+        worker_died,
+        ("--engine", "threads", "--duration", "3"),
+        True,
+    ),
 ]
 
 
