@@ -21,7 +21,7 @@ from typing import List, Optional
 from . import __version__
 from .errors import ERROR_PREFIX, UsageError, prog_name
 from .gates import EXIT_CODES
-from .run_options import DefaultsFormatter, Parser, add_run_options
+from .run_options import REPEATED, DefaultsFormatter, Parser, add_run_options, check_once
 from .server.process import build_parser as build_serve_parser
 from .subcommands import add_commands, add_scenario_argument, with_scenario
 
@@ -90,8 +90,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     if not argv or argv[0] not in (*COMMANDS, "--version"):
         argv.insert(0, "run")
     try:
-        args = build_parser().parse_args(argv)
+        args = check_once(build_parser().parse_args(argv))  # the typed options alone
         args = with_scenario(args, argv, build_parser().parse_args)
+        vars(args).pop(REPEATED, None)  # a scenario's option typed again: the typed one wins
         if getattr(args, "argv", None) is None:
             args.argv = argv  # which options were typed: a workload's values yield only to those (harness.matrix)
         return _dispatch(args)

@@ -1,16 +1,19 @@
 """The run's exit status as a CI gate: `--fail-if`, `--baseline` + `--fail-if-slower`, `--allow-failures`.
 
     0    every case ran to the end and no threshold was violated
-    1    a threshold was violated, or a case failed (failed-to-start, crashed, not-ready, timed-out)
+    1    a threshold was violated, a case failed (failed-to-start, crashed, not-ready, timed-out),
+         or every case was no-response (the run measured nothing)
     2    bad input (thresholds included: they are parsed before anything starts)
-    130  interrupted (Ctrl-C; 128 + the signal number for other signals)
+    130  interrupted: 128 + the signal (130 Ctrl-C/SIGINT, 129 SIGHUP, 131 SIGQUIT, 143 SIGTERM)
 
 Gates are read and checked here, once before the run (`gates_from`: every threshold parsed and
 the baseline read, so a typo costs no server start) and once after it (`violations`), against
 the same record dicts a results file holds. A `broken` strategy is expected to misbehave: its
 failures and the thresholds without a `CASE:` prefix do not apply to it, unless the user named
 it (in `--strategy`, or as a threshold's `CASE:`). The expression language itself lives in
-`harness.results.thresholds`.
+`harness.results.thresholds`. A run in which every case is `no-response` fails too (a
+benchmark that measured nothing is not a pass), except for broken strategies, whose silence is
+their expected behaviour, and with `--allow-failures`.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
-from .errors import CRASHED, FAILED_TO_START, NOT_READY, STATUSES, TIMED_OUT, UsageError
+from .errors import CRASHED, FAILED_TO_START, NO_RESPONSE, NOT_READY, STATUSES, TIMED_OUT, UsageError
 from .results import thresholds as th
 from .results.records import ResultsError, StrategyRecord
 from .results.table import case_name, varying
@@ -30,7 +33,9 @@ FAIL_PREFIX = "hangbench: fail: "
 EXIT_CODES = (
     "exit status: 0 all cases ran and no threshold was violated; 1 a --fail-if/--fail-if-slower threshold "
     "was violated or a case failed (failed-to-start, crashed, not-ready, timed-out; broken strategies are "
-    "exempt unless named in --strategy or a threshold's CASE:); 2 bad input; 130 interrupted"
+    "exempt unless named in --strategy or a threshold's CASE:), or every case was no-response (nothing "
+    "measured; broken strategies exempt); 2 bad input; 128 + signal when the harness is stopped by one: "
+    "130 Ctrl-C (SIGINT), 129 SIGHUP, 131 SIGQUIT, 143 SIGTERM"
 )
 
 
@@ -78,6 +83,20 @@ def _named(strategy: str, rules: Sequence[th.Threshold]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(names))
 
 
+def check_cases(gates: Gates, names: Sequence[str]) -> None:
+    """After planning: a threshold's `CASE:` must name a case of the run (a strategy, a
+    strategy/start-method, or the table's case name), or it would silently never fire."""
+    known = list(dict.fromkeys(names))
+    for rule in gates.thresholds:
+        if rule.case is None or rule.case in known:
+            continue
+        import difflib
+
+        near = difflib.get_close_matches(rule.case, known, n=1, cutoff=0.0)
+        hint = "; did you mean %r?" % near[0] if near else ""
+        raise UsageError("--fail-if %r names case %r, which is not a case of this run%s" % (rule.text, rule.case, hint))
+
+
 def violations(gates: Gates, records: Sequence[StrategyRecord]) -> list[th.Violation]:
     """Every violated gate, in record order: failed cases first, then thresholds, then the baseline."""
     vary = varying([(record.start_method, record.python) for record in records])
@@ -87,10 +106,19 @@ def violations(gates: Gates, records: Sequence[StrategyRecord]) -> list[th.Viola
     if not gates.allow_failures:
         ok = [status for status in STATUSES if status not in FAILED]
         found += th.check_failures(dicts, ok, gates.named)
+        found += _measured_nothing(dicts)
     found += th.check(dicts, gates.thresholds, gates.named)
     if gates.baseline is not None and gates.slower is not None:
         found += th.check_slower(gates.baseline, dicts, gates.slower)
     return found
+
+
+def _measured_nothing(dicts: Sequence[dict]) -> list[th.Violation]:
+    """One violation when every case that is not broken on purpose got no response at all."""
+    sound = [d for d in dicts if not d.get("broken")]
+    if not sound or any(d.get("status") != NO_RESPONSE for d in sound):
+        return []
+    return [th.Violation("run", "every case was no-response: not one request got a response, so nothing was measured")]
 
 
 def report(found: Sequence[th.Violation]) -> int:

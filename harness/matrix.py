@@ -103,6 +103,8 @@ def build(args: argparse.Namespace, settings: Settings, cases: Sequence[planning
     sweep = parse(args.sweep) if args.sweep else None
     if sweep and sweep.kind == "rate" and args.rate is not None:
         raise UsageError("give --rate or --sweep rate=..., not both")
+    if sweep and sweep.kind == "concurrency" and "concurrency" in explicit:
+        raise UsageError("give --concurrency or --sweep concurrency=..., not both (the sweep sets it per level)")
     if args.arrival != "uniform" and args.rate is None and not (sweep and sweep.kind == "rate"):
         raise UsageError("--arrival applies to an open-loop run: give --rate R or --sweep rate=...")
     names = args.workload if args.workload is not None else ("all" if args.suite else DEFAULT)

@@ -88,6 +88,7 @@ def build(args: argparse.Namespace) -> List[Case]:
     methods = _start_methods(args.start_method)
     pythons = _pythons(args.python)
     entries = _select(args.strategy, args.plugin)
+    _check_declared(entries, getattr(args, "strategy_option", []))
     cases = []
     for entry in entries:
         uses_mp = bool(entry.cls and entry.cls.uses_multiprocessing)
@@ -96,6 +97,18 @@ def build(args: argparse.Namespace) -> List[Case]:
             for path, version in pythons:
                 cases.append(_case(entry, method, path, version))
     return cases
+
+
+def _check_declared(entries: Sequence[Entry], items: Sequence[str]) -> None:
+    """A `--strategy-option` that no strategy of the run declares would be ignored by all."""
+    from .server.process import check_declared
+
+    classes = [entry.cls for entry in entries if entry.cls is not None and not entry.error]
+    if items and classes:
+        try:
+            check_declared(list(items), classes)
+        except StrategyError as error:
+            raise PlanError(str(error)) from None
 
 
 def _check_options(entry: Entry, method: Optional[str], args: argparse.Namespace) -> None:
@@ -125,12 +138,22 @@ def _case(entry: Entry, method: Optional[str], python: str, version: str) -> Cas
 
 
 def _select(names: str, plugins: Sequence[str]) -> List[Entry]:
-    registry = discover(list(plugins))
+    requested = [n.strip() for n in names.split(",") if n.strip()]
+    # `--strategy path/to/file.py` or `module:Class`, as `serve` takes it: loaded as a plugin.
+    specs = [n for n in requested if is_spec(n) and n not in plugins]
+    if specs:
+        from .plugin_probe import probe_plugin
+
+        for spec in specs:
+            probe_plugin(spec, "--strategy")
+    registry = discover([*plugins, *specs])
+    _refuse_failed_plugins(registry, [*plugins, *specs])
     if names.strip() == "all":  # what can run here; `list` says why the others cannot
         runnable = [e for e in registry.values() if not e.unavailable]
         return sorted(runnable, key=lambda e: (e.source != "builtin", e.name))
+    by_spec = {e.spec: e.name for e in registry.values() if e.source == "plugin"}
+    requested = [by_spec.get(n, n) if is_spec(n) else n for n in requested]
     selected: List[Entry] = []
-    requested = [n.strip() for n in names.split(",") if n.strip()]
     for index, name in enumerate(requested):
         if name in requested[:index]:
             raise PlanError("--strategy names %r twice; name each strategy once" % name)
@@ -145,8 +168,22 @@ def _select(names: str, plugins: Sequence[str]) -> List[Entry]:
     return selected
 
 
+def is_spec(name: str) -> bool:
+    """A strategy given as `path/to/file.py[:Class]` or `module:Class` rather than by name."""
+    return ":" in name or name.partition(":")[0].endswith(".py")
+
+
+def _refuse_failed_plugins(registry: Dict[str, Entry], specs: Sequence[str]) -> None:
+    """A plugin the user named that did not load is refused, selected or not: a run without it
+    would look like a run with it."""
+    for entry in registry.values():
+        if entry.source == "plugin" and entry.error and entry.spec in specs:
+            raise PlanError("--plugin %s cannot be loaded: %s" % (entry.spec, entry.error))
+
+
 def _start_methods(value: str) -> List[str]:
     methods = [m.strip() for m in value.split(",") if m.strip()]
+    _once("--start-method", methods)
     bad = [m for m in methods if m not in START_METHODS]
     if bad or not methods:
         raise PlanError(
@@ -158,7 +195,17 @@ def _start_methods(value: str) -> List[str]:
 def _pythons(value: Optional[str]) -> List[Tuple[str, str]]:
     if not value:
         return [(sys.executable, "%d.%d.%d" % sys.version_info[:3])]
-    return [_interpreter(path.strip()) for path in value.split(",") if path.strip()]
+    paths = [path.strip() for path in value.split(",") if path.strip()]
+    _once("--python", paths)
+    found = [_interpreter(path) for path in paths]
+    _once("--python", [path for path, _ in found])  # two names of one interpreter (python3, its full path)
+    return found
+
+
+def _once(option: str, items: Sequence[str]) -> None:
+    for index, item in enumerate(items):
+        if item in items[:index]:
+            raise PlanError("%s names %s twice; name each once" % (option, item))
 
 
 def _interpreter(path: str) -> Tuple[str, str]:

@@ -58,7 +58,12 @@ def parse_url(url: str) -> Target:
     """`http://HOST[:PORT]/PATH` -> Target; UsageError in one sentence for anything else."""
     if any(ch.isspace() for ch in url) or not url.isascii():
         raise UsageError("--url %r must be plain ASCII with no spaces (percent-encode the path)" % url)
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # an unclosed [ of an IPv6 address, for one
+        raise UsageError(
+            "--url %r is not a URL; write http://HOST:PORT/PATH (an IPv6 host in brackets)" % url
+        ) from None
     if parts.scheme != "http":
         raise UsageError(
             "--url %r: only http:// URLs can be measured (the load generator speaks plain HTTP/1.1, no TLS)" % url
@@ -66,13 +71,15 @@ def parse_url(url: str) -> Target:
     try:
         port = parts.port
     except ValueError:
-        raise UsageError("--url %r has a port that is not a number from 1 to 65535" % url) from None
+        port = 0
+    if port == 0:  # 0 is "any port" to bind, and no port to connect to
+        raise UsageError("--url %r has a port that is not a number from 1 to 65535" % url)
     if not parts.hostname:
         raise UsageError("--url %r names no host; write http://HOST:PORT/PATH" % url)
     if parts.username or parts.password:
         raise UsageError("--url %r carries credentials, which the load generator does not send" % url)
     path = (parts.path or "/") + ("?" + parts.query if parts.query else "")
-    return Target(url, parts.hostname, port or DEFAULT_HTTP_PORT, path)
+    return Target(url, parts.hostname, DEFAULT_HTTP_PORT if port is None else port, path)
 
 
 @dataclass(frozen=True)
@@ -156,6 +163,7 @@ def remote_from(args: argparse.Namespace) -> Remote:
         target = parse_url(url)
         if args.strategy != "all":
             raise UsageError("give either --url (a server already running) or --strategy (servers to start), not both")
+        _check_no_server_options(args)
     engine = getattr(args, "engine", None)
     local = getattr(args, "load_workers", None)
     bind = getattr(args, "master_bind", None)
@@ -200,6 +208,36 @@ def remote_from(args: argparse.Namespace) -> Remote:
     if expect > args.concurrency:
         raise UsageError("--concurrency (%d) must be at least --expect-workers (%d)" % (args.concurrency, expect))
     return Remote(target=target, distributed=True, bind=host, port=port, expect_workers=expect)
+
+
+# Options of the servers the run starts: with --url no server is started, so they would be ignored.
+SERVER_ONLY = (
+    "workers",
+    "emulate",
+    "python",
+    "start_method",
+    "strategy_option",
+    "head_timeout",
+    "max_connections",
+    "plugin",
+    "backlog",
+    "idle_timeout",
+    "executor",
+)
+_LISTS = ("emulate", "strategy_option", "plugin")  # repeatable: given exactly when not empty
+
+
+def _check_no_server_options(args: argparse.Namespace) -> None:
+    from .matrix import given
+
+    typed = given(args, [key for key in SERVER_ONLY if key not in _LISTS and hasattr(args, key)])
+    typed.update({key: True for key in _LISTS if getattr(args, key, None)})
+    for key in SERVER_ONLY:  # in a fixed order: the message names the same option every time
+        if key in typed:
+            raise UsageError(
+                "--%s applies to the servers the run starts; with --url no server is started, so it would be ignored"
+                % key.replace("_", "-")
+            )
 
 
 def _local(host: str) -> bool:

@@ -20,7 +20,7 @@ from typing import Dict, List, Sequence
 from . import plan as planning
 from .case import run_case
 from .errors import UsageError, prog_name
-from .gates import gates_from, report, violations
+from .gates import check_cases, gates_from, report, violations
 from .interrupts import Interrupts
 from .load import prepare
 from .matrix import build as build_matrix
@@ -41,6 +41,7 @@ def run_benchmark(args: argparse.Namespace) -> int:
     remote = remote_from(args)  # --url, --engine distributed (harness.remote)
     settings = settings_from(remote.load_args(args))
     cases = remote.cases() or planning.build(args)
+    check_cases(gates, _case_names_for_gates(cases))  # a CASE: naming no case of the run never fires
     matrix = build_matrix(args, settings, cases)  # x workloads x levels x repetitions (harness.matrix)
     settings = matrix.jobs[0].settings  # what every job shares: warm-up, measurement, deadline
     try:
@@ -134,6 +135,13 @@ def case_names(cases: Sequence[planning.Case]) -> List[str]:
     """Each case as the table will name it."""
     vary = varying([(case.start_method, case.python_version) for case in cases])
     return [case_name(case.strategy, case.start_method, case.python_version, vary) for case in cases]
+
+
+def _case_names_for_gates(cases: Sequence[planning.Case]) -> List[str]:
+    """Every name a threshold's `CASE:` may use for these cases (`results.thresholds._applies`)."""
+    names = [case.strategy for case in cases]
+    names += ["%s/%s" % (case.strategy, case.start_method) for case in cases if case.start_method]
+    return names + case_names(cases)
 
 
 def _quiet_library_logs() -> None:

@@ -9,7 +9,7 @@ one module owns the one-sentence messages.
 from __future__ import annotations
 
 import argparse
-from typing import NoReturn, cast
+from typing import Any, NoReturn, Optional, cast
 
 from .errors import UsageError
 from .load import workload as limits
@@ -207,6 +207,30 @@ def add_remote_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+REPEATED = "_repeated_options"  # set on the namespace by Once, removed by check_once
+
+
+class Once(argparse.Action):
+    """A one-value option that notes being given twice, for `check_once` to refuse: argparse would
+    keep the last value silently, and which one was meant is a guess. (Noted, not refused here:
+    a scenario file's options are parsed again with the typed ones after them, which then win.)"""
+
+    def __call__(
+        self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any, option: Optional[str] = None
+    ) -> None:
+        if getattr(namespace, self.dest, None) is not None:
+            setattr(namespace, REPEATED, (*getattr(namespace, REPEATED, ()), option or self.dest))
+        setattr(namespace, self.dest, values)
+
+
+def check_once(args: argparse.Namespace) -> argparse.Namespace:
+    """`args` without Once's note, or UsageError when a one-value option was given twice."""
+    repeated = vars(args).pop(REPEATED, ())
+    if repeated:
+        raise UsageError("%s is given twice; give it once" % repeated[0])
+    return args
+
+
 class Parser(argparse.ArgumentParser):
     """argparse's errors as UsageError: one line with the shared prefix, not usage + message."""
 
@@ -249,6 +273,7 @@ def add_matrix_options(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--sweep",
+        action=Once,
         default=None,
         metavar="KIND=LEVELS",
         help="measure at each level: concurrency=1,8,32,128,512 or rate=500:20000:x2 (a fresh server per level)",

@@ -93,6 +93,8 @@ def scenario_argv(path: Path, parser: argparse.ArgumentParser) -> list[str]:
             hint = f"; did you mean {near[0]!r}?" if near else ""
             raise UsageError(f"scenario file {path}: unknown key {raw_key!r}{hint}")
         argv += _option(key, action, value)
+    if not argv:  # an empty (or all-false) file would silently run the defaults: every strategy
+        raise UsageError(f'scenario file {path} sets nothing; give at least one option, e.g. strategy = ["threads"]')
     return argv
 
 

@@ -21,6 +21,8 @@ from . import plan as planning
 from .errors import UsageError
 from .load import Workload, engines
 from .load import workload as limits
+from .plugin_probe import probe_plugin
+from .server.app import BadLimits, Limits
 from .server.process import MAX_BACKLOG, strategy_options
 from .server.strategy import StrategyError
 
@@ -145,6 +147,7 @@ def _check_server_options(args: argparse.Namespace) -> None:
     _between("--cpu-us", args.cpu_us, 0, limits.MAX_CPU_US)
     _seconds("--sleep-ms", args.sleep_ms, minimum=0.0, maximum=limits.MAX_SLEEP_MS, unit="milliseconds")
     _between("--bytes", args.bytes, 0, limits.MAX_BYTES)
+    check_limits(args)
     check_emulations(args.emulate)
     check_plugins(args.plugin)
     try:
@@ -164,9 +167,27 @@ def check_host(host: str) -> None:
         raise UsageError("--host %r is not an IPv4 or IPv6 address (e.g. 127.0.0.1 or ::1)" % host) from None
 
 
+def check_limits(args: argparse.Namespace) -> None:
+    """--head-timeout and --max-connections, by the servers' own check (`Limits.validated`)."""
+    defaults = Limits()
+    head = getattr(args, "head_timeout", defaults.head_timeout_s)
+    cap = getattr(args, "max_connections", defaults.max_connections)
+    for option, bounds in (
+        ("--head-timeout", Limits(head_timeout_s=head)),
+        ("--max-connections", Limits(max_connections=cap)),
+    ):
+        try:
+            bounds.validated()
+        except BadLimits as error:
+            raise UsageError("%s: %s" % (option, error)) from None
+
+
 def check_emulations(names: List[str]) -> None:
     from .server.emulate import validate
 
+    for index, name in enumerate(names):
+        if name in names[:index]:
+            raise UsageError("--emulate %s is given twice; give each emulation once" % name)
     try:
         validate(names)
     except ValueError as error:
@@ -174,11 +195,19 @@ def check_emulations(names: List[str]) -> None:
 
 
 def check_plugins(specs: List[str]) -> None:
-    """A plugin given as a file must be one; a module:Class spec is checked when it is loaded."""
+    """Each --plugin must exist (a file) and import cleanly, first in a subprocess: an import
+    that ends its process (os._exit, a signal to itself, fds 1 and 2 closed, KeyboardInterrupt)
+    must end the probe, not the harness. Only then is it imported in this process (harness.plan)."""
+    if len(set(specs)) < len(specs):
+        raise UsageError(
+            "--plugin names %s twice; name each plugin once" % next(s for s in specs if specs.count(s) > 1)
+        )
     for spec in specs:
         path = spec.partition(":")[0] if not spec.endswith(".py") else spec
         if (spec.endswith(".py") or "/" in path) and not Path(path).is_file():
             raise UsageError("--plugin %s: no such file" % spec)
+    for spec in specs:
+        probe_plugin(spec)
 
 
 def _between(option: str, value: int, low: int, high: int) -> None:

@@ -67,6 +67,8 @@ def parse(text: str) -> Sweep:
             "(e.g. rate=500:20000:x2) (got %r)" % text
         )
     levels = _range(kind, spec) if ":" in spec else [_number(kind, item) for item in spec.split(",")]
+    if not levels:  # e.g. a range whose bounds are not comparable numbers: nothing would run
+        raise SweepError("--sweep %s names no level; give at least one" % text)
     for value in levels:
         _check(kind, value)
     if len(set(levels)) < len(levels):
@@ -82,6 +84,8 @@ def _number(kind: str, item: str) -> float:
         value = float(item)
     except ValueError:
         raise SweepError("--sweep %s: %r is not a number" % (kind, item)) from None
+    if not math.isfinite(value):  # nan makes every comparison false (a range of no level), inf a range unbounded
+        raise SweepError("--sweep %s: %r is not a finite number" % (kind, item))
     if kind == "concurrency" and not value.is_integer():
         raise SweepError("--sweep concurrency: %r is not a whole number" % item)
     return value

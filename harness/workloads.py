@@ -29,6 +29,7 @@ import argparse
 import dataclasses
 import difflib
 import math
+import os
 import re
 import sys
 from collections.abc import Mapping, Sequence
@@ -43,6 +44,7 @@ from .load import workload as load_workload
 NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
 ALL = "all"
 DEFAULT = "hello"
+MAX_FILE_BYTES = 1 << 20  # workload definitions as TOML: a file this large is not one
 
 
 class WorkloadError(UsageError, ValueError):
@@ -212,8 +214,16 @@ def _read_toml(path: str) -> dict[str, Any]:
     else:  # pragma: no cover - Python 3.10
         import tomli as tomllib
     try:
+        # Only a regular file, and a small one: a FIFO would block the open, /dev/zero never end.
+        if os.path.exists(path) and not os.path.isfile(path):
+            raise WorkloadError("workload file %s is not a regular file" % path)
         with open(path, "rb") as stream:
-            return tomllib.load(stream)
+            raw = stream.read(MAX_FILE_BYTES + 1)
+        if len(raw) > MAX_FILE_BYTES:
+            raise WorkloadError("workload file %s is larger than %d MiB" % (path, MAX_FILE_BYTES >> 20))
+        return tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise WorkloadError("workload file %s is not UTF-8 text" % path) from None
     except FileNotFoundError:
         raise WorkloadError("workload file %s does not exist" % path) from None
     except OSError as error:
@@ -299,7 +309,9 @@ def resolve(names: str | Sequence[str], file: str | None = None) -> list[Workloa
     if not wanted:
         raise WorkloadError("--workload needs 'all' or at least one workload name")
     chosen: list[WorkloadSpec] = []
-    for name in wanted:
+    for index, name in enumerate(wanted):
+        if name in wanted[:index]:
+            raise WorkloadError("--workload names %r twice; name each workload once" % name)
         if name == ALL:
             chosen.extend(known.values())
         elif name in known:

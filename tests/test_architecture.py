@@ -38,6 +38,7 @@ def loaded_after_import(modules: list[str]) -> list[str]:
     return list(json.loads(done.stdout))
 
 
+@pytest.mark.slow
 def test_server_side_imports_only_itself_and_the_standard_library() -> None:
     loaded = loaded_after_import(SERVER_MODULES)
     ours = [m for m in loaded if m.startswith("harness.")]
@@ -47,6 +48,7 @@ def test_server_side_imports_only_itself_and_the_standard_library() -> None:
     assert sorted(m for m in foreign if not m.startswith("_")) == []
 
 
+@pytest.mark.slow
 def test_client_side_imports_nothing_of_the_server_side() -> None:
     loaded = loaded_after_import(CLIENT_MODULES)
     assert [m for m in loaded if m.startswith(("harness.server", "strategies"))] == []
@@ -130,3 +132,10 @@ def test_the_import_graph_has_no_cycle() -> None:
 def test_no_module_is_much_longer_than_400_lines(path: Path) -> None:
     lines = len(path.read_text(encoding="utf-8").splitlines())
     assert lines <= 440, f"{path.name} has {lines} lines: split it along its seams"
+
+
+def test_the_test_process_is_not_monkey_patched() -> None:
+    """Nothing the tests import may gevent-patch the pytest process (locust does so on import):
+    threads would become greenlets, and every later test that uses a thread could deadlock."""
+    monkey = sys.modules.get("gevent.monkey")
+    assert monkey is None or not any(monkey.is_module_patched(m) for m in ("socket", "threading", "select"))

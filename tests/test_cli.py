@@ -257,6 +257,7 @@ def test_every_run_option_says_its_default() -> None:
 # --------------------------------------------------------------------------- as a user types it
 
 
+@pytest.mark.slow
 def test_the_run_sub_command_is_optional_and_explicit_run_says_the_same(tmp_path: Path) -> None:
     implicit = run_harness("--strategy", "thread", cwd=tmp_path, timeout=ERROR_TIMEOUT_S)
     explicit = run_harness("run", "--strategy", "thread", cwd=tmp_path, timeout=ERROR_TIMEOUT_S)
@@ -265,6 +266,7 @@ def test_the_run_sub_command_is_optional_and_explicit_run_says_the_same(tmp_path
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "args, fragment",
     [
@@ -296,6 +298,7 @@ def test_output_that_is_a_folder_or_a_fifo(tmp_path: Path, capsys: pytest.Captur
     assert sorted(p.name for p in tmp_path.iterdir()) == ["fifo.json"]
 
 
+@pytest.mark.slow
 def test_the_installed_command_names_itself_hangbench(tmp_path: Path) -> None:
     command = Path(sys.executable).parent / "hangbench"
     if not command.exists():

@@ -40,9 +40,14 @@ def answered(record: Record) -> None:
     assert record["requests"]["ok"] > 0 and record["hang_rate"] == 0, record["requests"]
 
 
+REFUSED = "refused"  # not a status: the harness refuses the command line (exit 2) before any server starts
+
+
 def failed_to_start(record: Record) -> None:
-    assert "before it printed its ready line" in record["message"]
-    assert "hangbench_module_that_does_not_exist" in record["message"]  # the server's stderr tail
+    """A plugin that cannot be imported is bad input: refused before anything starts, naming the error."""
+    assert record["returncode"] == 2 and record["stderr"].startswith("hangbench: error: ")
+    assert len(record["stderr"].splitlines()) == 1
+    assert "hangbench_module_that_does_not_exist" in record["stderr"]
 
 
 def crashed(record: Record) -> None:
@@ -135,7 +140,7 @@ LEAKING = {"mis-leaks-fds"}
 
 CASES = [
     Case("baseline.py", "mis-baseline", "completed", answered),
-    Case("import_error.py", None, "failed-to-start", failed_to_start),
+    Case("import_error.py", None, REFUSED, failed_to_start),
     Case("raises_in_serve.py", "mis-raises-in-serve", "crashed", crashed_with_traceback),
     Case("exits_at_once.py", "mis-exits-at-once", "crashed", crashed),
     Case("never_binds.py", "mis-never-binds", "not-ready", not_ready, slow=True),
@@ -174,6 +179,7 @@ def test_every_misbehaving_plugin_has_a_case() -> None:
     assert plugins == {case.file for case in CASES}
 
 
+@pytest.mark.slow  # every case runs the harness and a server: seconds each, slow or not
 @pytest.mark.parametrize(
     "case", [pytest.param(c, id=c.file[:-3], marks=[pytest.mark.slow] if c.slow else []) for c in CASES]
 )
@@ -187,8 +193,13 @@ def test_misbehaving_plugin_is_contained(case: Case, tmp_path: Path) -> None:
     result = run_harness(
         "--plugin", plugin, "--strategy", name, *args, *BOUNDS, "--output", str(output), "--quiet", cwd=tmp_path
     )
-    assert result.returncode == 0, result.describe()
     assert "Traceback" not in result.stderr, result.describe()
+    if case.status == REFUSED:
+        case.check({"returncode": result.returncode, "stderr": result.stderr})
+        assert not output.exists()
+        assert_nothing_left(result.token)
+        return
+    assert result.returncode == 0, result.describe()
     data = load_json(output)
     budget = data["config"]["case_budget_s"]
     assert result.wall_s <= budget + SLACK_S, (result.wall_s, budget)

@@ -12,6 +12,7 @@ worker's counts and histogram, and they must add up exactly to the merged ones.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
@@ -24,7 +25,10 @@ from subprocess import Popen
 
 import pytest
 
-pytest.importorskip("locust")
+# Only *find* locust: importing it monkey-patches the whole interpreter with gevent (threads become
+# greenlets), which would break every test that runs after this module is collected.
+if importlib.util.find_spec("locust") is None:
+    pytest.skip("needs the distributed extra (locust)", allow_module_level=True)
 
 from harness.distributed.client import DistributedLoad
 from harness.load import Workload

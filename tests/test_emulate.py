@@ -216,6 +216,7 @@ def test_probe_counts_emulated(emulated: None, backlog: int, macos: int) -> None
     assert emulate_lab.probe_queue_limit(backlog) == (macos, "ECONNREFUSED")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("version", ["3.8.18", None])
 def test_lab_probe_runs_by_file_path(version: Optional[str]) -> None:
     """`emulate_lab.py probe` as docs/why-it-hangs.md runs it: by path, outside the package."""
@@ -300,6 +301,7 @@ def test_refusals_are_logged_when_asked(
 CHECK = "import socket; print(socket.socket.__dict__.get('_hangbench_emulate', {}).get('names'))"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("version", ["3.8.18", "3.13.0", None])
 def test_fresh_interpreter_installs_the_patch(version: Optional[str]) -> None:
     python = sys.executable if version is None else interpreter(version)
@@ -313,6 +315,7 @@ def test_fresh_interpreter_installs_the_patch(version: Optional[str]) -> None:
     assert plain.stdout.strip() == "None"
 
 
+@pytest.mark.slow
 def test_hook_still_runs_the_sitecustomize_it_shadows(tmp_path: Path) -> None:
     (tmp_path / "sitecustomize.py").write_text("import builtins\nbuiltins.SHADOWED_RAN = True\n")
     base = {**os.environ, "PYTHONPATH": str(tmp_path)}
@@ -321,6 +324,7 @@ def test_hook_still_runs_the_sitecustomize_it_shadows(tmp_path: Path) -> None:
     assert out.stdout.split() == ["True", "('macos-unix-refusal',)"], out.stderr
 
 
+@pytest.mark.slow
 def test_bad_environment_warns_and_starts_anyway() -> None:
     env = emulate.child_env([emulate.MACOS_UNIX_REFUSAL])
     env[emulate.ENV_VAR] = "bogus"

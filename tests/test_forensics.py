@@ -93,6 +93,7 @@ def _state(pid: int) -> Optional[str]:
 # --------------------------------------------------------------------------- live capture
 
 
+@pytest.mark.slow
 @needs_py_spy
 def test_py_spy_capture_names_recv(blocked: subprocess.Popen, tmp_path: Path) -> None:
     line = recv_line(BLOCKED_IN_RECV)
@@ -110,6 +111,7 @@ def test_py_spy_capture_names_recv(blocked: subprocess.Popen, tmp_path: Path) ->
     assert saved["processes"][0]["pid"] == blocked.pid
 
 
+@pytest.mark.slow
 def test_faulthandler_fallback_names_the_frame_and_the_call(blocked: subprocess.Popen) -> None:
     result = capture([blocked.pid], None, timeout_s=20, method="faulthandler")
     dump = result.processes[0]
@@ -120,6 +122,7 @@ def test_faulthandler_fallback_names_the_frame_and_the_call(blocked: subprocess.
     assert "recv" in result.summary and "blocked.py" in result.summary, result.summary
 
 
+@pytest.mark.slow
 def test_missing_py_spy_falls_back_to_faulthandler(blocked: subprocess.Popen, tmp_path: Path) -> None:
     result = capture([blocked.pid], None, timeout_s=20, py_spy=str(tmp_path / "no-py-spy"))
     dump = result.processes[0]
@@ -130,6 +133,7 @@ def test_missing_py_spy_falls_back_to_faulthandler(blocked: subprocess.Popen, tm
     assert result.stack_method.startswith("py-spy, faulthandler fallback")
 
 
+@pytest.mark.slow
 def test_forensics_that_cannot_be_written_are_still_returned(blocked: subprocess.Popen, tmp_path: Path) -> None:
     not_a_folder = tmp_path / "file"
     not_a_folder.write_text("")
@@ -139,6 +143,7 @@ def test_forensics_that_cannot_be_written_are_still_returned(blocked: subprocess
     assert result.stack_method == "faulthandler (asked for)" and result.fallback_pids == (blocked.pid,)
 
 
+@pytest.mark.slow
 def test_sigusr2_is_never_sent_to_a_process_without_the_hook() -> None:
     proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
@@ -154,6 +159,7 @@ def test_sigusr2_is_never_sent_to_a_process_without_the_hook() -> None:
         proc.wait(10)
 
 
+@pytest.mark.slow
 def test_tcp_sockets_are_described() -> None:
     script = (
         "import socket, sys, time; s = socket.socket(); s.bind(('127.0.0.1', 0)); s.listen(1); "
@@ -179,6 +185,7 @@ def test_bad_arguments_are_refused() -> None:
         capture([1], None, timeout_s=0)
 
 
+@pytest.mark.slow
 def test_capture_of_a_gone_process_records_and_goes_on() -> None:
     proc = subprocess.Popen([sys.executable, "-c", "pass"])
     proc.wait(10)
@@ -189,6 +196,7 @@ def test_capture_of_a_gone_process_records_and_goes_on() -> None:
 # --------------------------------------------------------------------------- through the supervisor
 
 
+@pytest.mark.slow
 @needs_py_spy
 def test_server_stuck_in_recv_is_diagnosed() -> None:
     with ServerProcess() as server:
@@ -211,6 +219,7 @@ def test_not_ready_failure_says_where_it_is_stuck() -> None:
     assert caught.value.stuck is not None and "recv" in caught.value.stuck
 
 
+@pytest.mark.slow
 @needs_py_spy
 def test_leaked_fds_are_visible(tmp_path: Path) -> None:
     with ServerProcess() as server:
@@ -231,6 +240,7 @@ def test_hook_does_nothing_without_the_variable(monkeypatch: pytest.MonkeyPatch)
     assert faulthandler_hook.install_from_env() is None
 
 
+@pytest.mark.slow
 def test_hook_reinstalls_for_a_forked_worker(tmp_path: Path) -> None:
     script = textwrap.dedent(
         """

@@ -61,7 +61,22 @@ def test_a_sound_case_that_failed_is_a_violation() -> None:
 
 @pytest.mark.parametrize("status", ["completed", "no-response"])
 def test_measured_statuses_are_not_failures(status: str) -> None:
-    assert gates.violations(gates.gates_from(args()), [record(status=status)]) == []
+    # A no-response case is a finding when another case measured something (see below).
+    measured = [record("gevent"), record(status=status)]
+    assert gates.violations(gates.gates_from(args()), measured) == []
+
+
+def test_a_run_in_which_every_case_is_no_response_fails() -> None:
+    silent = [record(status="no-response"), record("gevent", "no-response")]
+    assert messages(gates.violations(gates.gates_from(args()), silent)) == [
+        "every case was no-response: not one request got a response, so nothing was measured"
+    ]
+    assert gates.violations(gates.gates_from(args(allow_failures=True)), silent) == []
+
+
+def test_a_broken_strategy_that_answers_nothing_is_exempt_even_when_named() -> None:
+    silent = [record("pool-fromfd", "no-response", broken="loses connections on purpose")]
+    assert gates.violations(gates.gates_from(args(strategy="pool-fromfd")), silent) == []
 
 
 def test_allow_failures() -> None:
@@ -115,6 +130,7 @@ def test_bad_gates_are_usage_errors(given, fragment: str) -> None:
     assert fragment in str(info.value)
 
 
+@pytest.mark.slow
 def test_bad_threshold_refused_before_anything_starts(tmp_path: Path) -> None:
     done = run_harness("--strategy", "threads", "--fail-if", "p99_ms>>5", *FAST, cwd=tmp_path)
     assert_one_sentence_error(done, "--fail-if", "not of the form")

@@ -79,6 +79,7 @@ FORGERIES = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("launcher", LAUNCHERS)
 @pytest.mark.parametrize("kind", sorted(FORGERIES))
 def test_server_with_a_forged_ready_line_is_not_ready(kind: str, launcher: str) -> None:
@@ -139,6 +140,7 @@ def test_chatty_server_is_drained_and_its_logs_stay_bounded(tmp_path: Path) -> N
     assert report.leaks() == []
 
 
+@pytest.mark.slow
 def test_full_disk_under_the_logs_does_not_stop_the_server_nor_the_stop(tmp_path: Path) -> None:
     for name in ("stdout.log", "stderr.log"):
         (tmp_path / name).symlink_to("/dev/full")
@@ -165,6 +167,7 @@ def _tagged(token: str) -> List[psutil.Process]:
     return found
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("use_cgroup", [True, False], ids=["cgroup-if-possible", "subreaper-only"])
 @pytest.mark.parametrize("launcher", LAUNCHERS)
 def test_daemon_with_an_empty_environment_is_found_and_killed(launcher: str, use_cgroup: bool) -> None:

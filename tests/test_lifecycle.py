@@ -260,6 +260,7 @@ class Probe(Strategy):
         self.children_while_serving = self.live_children()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("how", ["processes", "pool", "fork"])
 def test_forked_workers_hold_neither_listener_nor_stop_pipe_nor_siblings(how: str) -> None:
     probe = Probe()
@@ -282,6 +283,7 @@ def test_forked_workers_hold_neither_listener_nor_stop_pipe_nor_siblings(how: st
     assert probe._processes == [] and probe.live_children() == 0  # stopped and reaped by the base
 
 
+@pytest.mark.slow
 def test_serve_returns_on_the_stop_flag_and_workers_are_stopped() -> None:
     class Waits(Strategy):
         name = "waits"

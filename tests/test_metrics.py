@@ -76,6 +76,7 @@ def test_merge_equals_one_histogram_of_all_values() -> None:
     assert merged.summary() == histogram_of(a + b).summary()
 
 
+@pytest.mark.slow
 def test_merge_across_two_client_processes_is_exact() -> None:
     parts = [latencies(3), latencies(4)]
     context = multiprocessing.get_context("spawn")

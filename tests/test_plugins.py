@@ -156,6 +156,7 @@ def test_unknown_name_suggests_the_nearest() -> None:
 # --------------------------------------------------------------------------- CLI
 
 
+@pytest.mark.slow
 def test_cli_list_shows_builtins_and_broken_marks() -> None:
     result = run_cli("list")
     assert result.returncode == 0, result.stderr
@@ -164,6 +165,7 @@ def test_cli_list_shows_builtins_and_broken_marks() -> None:
     assert "broken on purpose" in result.stdout
 
 
+@pytest.mark.slow
 def test_cli_list_plugin_module_class() -> None:
     result = run_cli("list", "--plugin", EXAMPLE_SPEC, extra_path=[EXAMPLE])
     assert result.returncode == 0, result.stderr
@@ -171,6 +173,7 @@ def test_cli_list_plugin_module_class() -> None:
     assert "[plugin: %s]" % EXAMPLE_SPEC in line
 
 
+@pytest.mark.slow
 def test_cli_list_plugin_file(plugin_dir: Path) -> None:
     path = plugin_dir / "good_plugin.py"
     result = run_cli("list", "--plugin", str(path))
@@ -179,6 +182,7 @@ def test_cli_list_plugin_file(plugin_dir: Path) -> None:
     assert "[plugin: %s]" % path in line
 
 
+@pytest.mark.slow
 def test_cli_list_broken_plugins_with_their_errors(plugin_dir: Path) -> None:
     broken_file = plugin_dir / "broken_plugin.py"
     result = run_cli(
@@ -199,16 +203,19 @@ def test_cli_list_broken_plugins_with_their_errors(plugin_dir: Path) -> None:
         assert any(ln.startswith(name) for ln in lines), name
 
 
+@pytest.mark.slow
 def test_cli_serve_broken_entry_point_is_one_sentence(plugin_dir: Path) -> None:
     result = run_cli("serve", "--strategy", "broken", extra_path=[plugin_dir], timeout=30)
     assert_one_sentence_error(result, "strategy 'broken' cannot be loaded", "hangbench_test_no_such_dependency")
 
 
+@pytest.mark.slow
 def test_cli_serve_broken_file_is_one_sentence(plugin_dir: Path) -> None:
     result = run_cli("serve", "--strategy", str(plugin_dir / "broken_plugin.py"), timeout=30)
     assert_one_sentence_error(result, "cannot import plugin file", "ModuleNotFoundError")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "name, suggestion",
     [("thread", "'threads'"), ("pool-sockets", "'pool-socket'"), ("fork-per-conection", "'fork-per-connection'")],
@@ -218,6 +225,7 @@ def test_cli_serve_unknown_strategy_suggests_nearest(name: str, suggestion: str)
     assert_one_sentence_error(result, "unknown strategy %r" % name, "Did you mean", suggestion)
 
 
+@pytest.mark.slow
 def test_serve_file_plugin_beside_a_broken_one(plugin_dir: Path, server_factory) -> None:
     server = server_factory(
         "one-at-a-time",
@@ -235,6 +243,7 @@ def test_serve_file_plugin_beside_a_broken_one(plugin_dir: Path, server_factory)
 # --------------------------------------------------------------------------- the example plugin, served
 
 
+@pytest.mark.slow
 def test_example_plugin_serves(server_factory) -> None:
     server = server_factory(EXAMPLE_SPEC, workers=4, extra_path=[EXAMPLE])
     assert server.ready["strategy"] == "fork-per-connection"
@@ -259,6 +268,7 @@ def test_example_plugin_serves(server_factory) -> None:
     assert left == []
 
 
+@pytest.mark.slow
 def test_example_plugin_stop_kills_children_mid_connection(server_factory) -> None:
     server = server_factory(EXAMPLE_SPEC, "--idle-timeout", "60", workers=4, extra_path=[EXAMPLE])
     with HttpClient(server.port) as idle:  # a keep-alive child that would idle for a minute

@@ -106,6 +106,7 @@ def ab_field(output: str, name: str) -> str:
     return match.group(1).strip()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("keep_alive", [False, True], ids=["close", "keep-alive"])
 @pytest.mark.parametrize("strategy", SOUND_STRATEGIES)
 def test_ab(server_factory: ServerFactory, strategy: str, keep_alive: bool) -> None:
@@ -129,6 +130,7 @@ def test_ab(server_factory: ServerFactory, strategy: str, keep_alive: bool) -> N
 # --------------------------------------------------------------------------- wrk
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("connection", ["keep-alive", "close"])
 @pytest.mark.parametrize("strategy", SOUND_STRATEGIES)
 def test_wrk(server_factory: ServerFactory, strategy: str, connection: str) -> None:
@@ -149,6 +151,7 @@ def test_wrk(server_factory: ServerFactory, strategy: str, connection: str) -> N
 # --------------------------------------------------------------------------- curl
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("strategy", SOUND_STRATEGIES)
 def test_curl_reuses_connection(server_factory: ServerFactory, strategy: str) -> None:
     curl = require("curl")
@@ -179,6 +182,7 @@ def expect_400_then_close(client: HttpClient, garbage: bytes) -> None:
     )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("garbage", MALFORMED)
 @pytest.mark.parametrize("strategy", SOUND_STRATEGIES)
 def test_malformed_request_gets_400_and_server_survives(

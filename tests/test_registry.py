@@ -103,6 +103,7 @@ def test_slow_plugin_import_is_bounded(tmp_path: Path, monkeypatch: pytest.Monke
     assert registry["threads"].cls is not None
 
 
+@pytest.mark.slow
 def test_cli_list_bounds_a_slow_plugin_import(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(IMPORT_TIMEOUT_ENV, "0.5")
     slow = tmp_path / "slow_plugin.py"
@@ -113,6 +114,7 @@ def test_cli_list_bounds_a_slow_plugin_import(tmp_path: Path, monkeypatch: pytes
     assert "[plugin, failed to load]" in line and "did not finish within 0.5s" in line
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "strategy, args, needle",
     [

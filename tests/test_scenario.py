@@ -81,6 +81,7 @@ def test_replay_of_every_reference_file_parses() -> None:
             scenario_file.unlink()
 
 
+@pytest.mark.slow
 def test_run_refuses_a_bare_word(tmp_path: Path) -> None:
     assert_one_sentence_error(run_harness("threads", cwd=tmp_path), "scenario file ending in .toml")
 

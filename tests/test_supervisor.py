@@ -128,6 +128,7 @@ def assert_clean(report: StopReport, tree: List[psutil.Process]) -> None:
 # --------------------------------------------------------------------------- ready
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("launcher", LAUNCHERS)
 def test_ready_line_then_answers_then_clean_stop(launcher: str, tmp_path: Path) -> None:
     with ServerProcess(tmp_path / "logs") as server:
@@ -149,6 +150,7 @@ def test_ready_line_then_answers_then_clean_stop(launcher: str, tmp_path: Path) 
     assert_clean(report, tree)
 
 
+@pytest.mark.slow
 def test_ready_line_found_among_other_stdout_lines(fake, tmp_path: Path) -> None:
     with ServerProcess(tmp_path) as server:
         server.start(fake("noise"), ready_timeout_s=20)
@@ -156,6 +158,7 @@ def test_ready_line_found_among_other_stdout_lines(fake, tmp_path: Path) -> None
     assert "hello from a print()" in (tmp_path / "stdout.log").read_text()
 
 
+@pytest.mark.slow
 def test_chatty_stderr_never_blocks_and_tail_is_kept(fake, tmp_path: Path) -> None:
     with ServerProcess(tmp_path) as server:
         server.start(fake("chatty"), ready_timeout_s=20)
@@ -165,6 +168,7 @@ def test_chatty_stderr_never_blocks_and_tail_is_kept(fake, tmp_path: Path) -> No
     assert report.fd_leak == 0
 
 
+@pytest.mark.slow
 def test_stdout_after_ready_is_drained(fake, tmp_path: Path) -> None:
     with ServerProcess(tmp_path) as server:
         server.start(fake("stdout-flood"), ready_timeout_s=20)
@@ -173,6 +177,7 @@ def test_stdout_after_ready_is_drained(fake, tmp_path: Path) -> None:
         assert server.stop(5).fd_leak == 0
 
 
+@pytest.mark.slow
 def test_own_temporary_log_dir_is_removed(fake) -> None:
     with ServerProcess() as server:
         server.start(fake("plain"), ready_timeout_s=20)
@@ -184,6 +189,7 @@ def test_own_temporary_log_dir_is_removed(fake) -> None:
 # --------------------------------------------------------------------------- startup failures
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("launcher", LAUNCHERS)
 def test_import_error_is_failed_to_start(launcher: str) -> None:
     with ServerProcess() as server, pytest.raises(StartupFailure) as caught:
@@ -195,6 +201,7 @@ def test_import_error_is_failed_to_start(launcher: str) -> None:
     assert failure.stop_report is not None and failure.stop_report.leftover_pids == ()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("launcher", LAUNCHERS)
 def test_raise_in_serve_is_crashed(launcher: str) -> None:
     with ServerProcess() as server, pytest.raises(StartupFailure) as caught:
@@ -204,6 +211,7 @@ def test_raise_in_serve_is_crashed(launcher: str) -> None:
     assert "raised on purpose" in caught.value.stderr_tail
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("launcher", LAUNCHERS)
 def test_exit_at_once_is_crashed(launcher: str) -> None:
     with ServerProcess() as server, pytest.raises(StartupFailure) as caught:
@@ -301,6 +309,7 @@ def test_the_articles_broken_fix_is_ready_not_not_ready() -> None:
     assert report.leaks() == []
 
 
+@pytest.mark.slow
 def test_garbage_answer_counts_as_answering_but_not_http() -> None:
     with ServerProcess() as server:
         server.start(argv_for("answers_garbage"), ready_timeout_s=10, probe=None, cwd=REPO)
@@ -309,6 +318,7 @@ def test_garbage_answer_counts_as_answering_but_not_http() -> None:
         server.stop(5)
 
 
+@pytest.mark.slow
 def test_missing_executable_is_failed_to_start(tmp_path: Path) -> None:
     with ServerProcess() as server:
         with pytest.raises(StartupFailure) as caught:
@@ -334,6 +344,7 @@ def test_sigterm_ignoring_tree_is_killed(launcher: str) -> None:
     assert_clean(report, tree)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("launcher", LAUNCHERS)
 def test_setsid_grandchild_is_found_and_killed(launcher: str) -> None:
     with ServerProcess() as server:
@@ -351,6 +362,7 @@ def test_setsid_grandchild_is_found_and_killed(launcher: str) -> None:
     assert_clean(report, tree)
 
 
+@pytest.mark.slow
 def test_stop_is_idempotent_and_context_manager_stops(fake) -> None:
     with ServerProcess() as server:
         server.start(fake("plain"), ready_timeout_s=20)
@@ -362,6 +374,7 @@ def test_stop_is_idempotent_and_context_manager_stops(fake) -> None:
         server.start(fake("plain"))
 
 
+@pytest.mark.slow
 def test_stop_report_serialises(fake) -> None:
     with ServerProcess() as server:
         server.start(fake("plain"), ready_timeout_s=20)
@@ -370,6 +383,7 @@ def test_stop_report_serialises(fake) -> None:
     assert data["exit_code"] == report.exit_code and data["leftover_pids"] == []
 
 
+@pytest.mark.slow
 def test_fd_count_stable_over_repeated_runs(fake) -> None:
     before = len(os.listdir("/proc/self/fd"))
     for _ in range(3):
@@ -380,6 +394,7 @@ def test_fd_count_stable_over_repeated_runs(fake) -> None:
     assert len(os.listdir("/proc/self/fd")) == before
 
 
+@pytest.mark.slow
 def test_a_connection_to_the_server_left_open_is_an_fd_leak(fake) -> None:
     with ServerProcess() as server:
         server.start(fake("plain"), ready_timeout_s=20)
@@ -405,6 +420,7 @@ def test_port_is_free_detects_a_listener() -> None:
 # --------------------------------------------------------------------------- sampling
 
 
+@pytest.mark.slow
 def test_sample_counts_cpu_of_a_spinning_server() -> None:
     with ServerProcess(sample_interval_s=0.2) as server:
         server.start(argv_for("spins_cpu"), ready_timeout_s=30, cwd=REPO)
@@ -419,6 +435,7 @@ def test_sample_counts_cpu_of_a_spinning_server() -> None:
     assert report.sample_interval_s >= 0.2  # the largest gap between samples, at least the interval
 
 
+@pytest.mark.slow
 def test_cpu_of_exited_children_is_kept(fake) -> None:
     with ServerProcess(sample_interval_s=0.1) as server:
         server.start(fake("fork-cpu"), ready_timeout_s=20)

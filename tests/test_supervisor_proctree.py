@@ -95,15 +95,18 @@ def spawn(started: List[subprocess.Popen], script: str, *args: str, run_id: str 
     return proc
 
 
+@pytest.mark.slow
 def test_subreaper_is_on() -> None:
     assert is_subreaper()
 
 
+@pytest.mark.slow
 def test_refuses_to_manage_the_harness_itself() -> None:
     with pytest.raises(ProcTreeError):
         ProcessTree(os.getpid())
 
 
+@pytest.mark.slow
 def test_escaped_daemon_found_by_run_id_only(started: List[subprocess.Popen], tmp_path: Path) -> None:
     run_id = uuid.uuid4().hex
     out = tmp_path / "grandchild.pid"
@@ -127,6 +130,7 @@ def test_escaped_daemon_found_by_run_id_only(started: List[subprocess.Popen], tm
     assert grandchild not in {c.pid for c in psutil.Process().children()}, "reaped, not left a zombie"
 
 
+@pytest.mark.slow
 def test_reparented_daemon_without_marker_is_claimed_by_the_only_tree(
     started: List[subprocess.Popen], tmp_path: Path
 ) -> None:
@@ -144,6 +148,7 @@ def test_reparented_daemon_without_marker_is_claimed_by_the_only_tree(
     assert not psutil.pid_exists(grandchild) or psutil.Process(grandchild).status() == psutil.STATUS_ZOMBIE
 
 
+@pytest.mark.slow
 def test_workers_orphaned_by_a_dying_root_are_killed(started: List[subprocess.Popen]) -> None:
     root = spawn(started, ORPHANING_ROOT, "1.0")
     tree = ProcessTree(root.pid)
@@ -159,6 +164,7 @@ def test_workers_orphaned_by_a_dying_root_are_killed(started: List[subprocess.Po
     assert not set(workers) & {c.pid for c in psutil.Process().children()}
 
 
+@pytest.mark.slow
 def test_reaping_never_steals_a_popen_exit_status(started: List[subprocess.Popen]) -> None:
     proc = spawn(started, "import sys; sys.exit(7)")
     assert wait_for(lambda: psutil.Process(proc.pid).status() == psutil.STATUS_ZOMBIE, 20)
@@ -166,6 +172,7 @@ def test_reaping_never_steals_a_popen_exit_status(started: List[subprocess.Popen
     assert proc.wait(5) == 7
 
 
+@pytest.mark.slow
 def test_unrelated_children_are_not_members(started: List[subprocess.Popen]) -> None:
     bystander = spawn(started, "import time; time.sleep(30)")
     root = spawn(started, ORPHANING_ROOT, "30", run_id=uuid.uuid4().hex)
@@ -177,6 +184,7 @@ def test_unrelated_children_are_not_members(started: List[subprocess.Popen]) -> 
     assert report.leftover == ()
 
 
+@pytest.mark.slow
 def test_usage_sums_the_tree(started: List[subprocess.Popen]) -> None:
     root = spawn(started, ORPHANING_ROOT, "30")
     tree = ProcessTree(root.pid)

@@ -53,6 +53,7 @@ def start(servers: List[subprocess.Popen], strategy: str, *args: str) -> Tuple[s
     return proc, write_end
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "strategy, args", [("threads", ()), ("pool-socket", ("--workers", "3", "--start-method", "fork"))]
 )
@@ -67,6 +68,7 @@ def test_closing_the_pipe_ends_the_whole_tree(servers: List[subprocess.Popen], s
     assert wait_for(lambda: not [p for p in tree if p.is_running() and p.status() != psutil.STATUS_ZOMBIE], 10)
 
 
+@pytest.mark.slow
 def test_the_pipe_held_open_keeps_the_server_alive(servers: List[subprocess.Popen]) -> None:
     proc, write_end = start(servers, "threads")
     try:

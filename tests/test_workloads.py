@@ -38,7 +38,9 @@ def test_the_builtins_are_valid_and_hello_is_todays_default() -> None:
 
 
 def test_resolve_names_all_and_typos() -> None:
-    assert [s.name for s in resolve("cpu, io,cpu")] == ["cpu", "io"]
+    assert [s.name for s in resolve("cpu, io")] == ["cpu", "io"]
+    with pytest.raises(WorkloadError, match="names 'cpu' twice"):
+        resolve("cpu, io,cpu")
     assert [s.name for s in resolve("all")] == list(BUILTIN)
     with pytest.raises(WorkloadError, match=r"unknown workload 'cpuu'; did you mean 'cpu'"):
         resolve("cpuu")

@@ -23,6 +23,7 @@ record of a strategy that is not `broken` — plus the broken ones the user name
 
 from __future__ import annotations
 
+import math
 import operator
 import re
 from collections.abc import Callable, Iterable, Mapping
@@ -128,6 +129,8 @@ def parse(text: str) -> Threshold:
         hint = f"; did you mean {near[0]!r}?" if near else f"; known: {', '.join(METRICS)}"
         raise UsageError(f"--fail-if {text!r}: unknown metric {metric!r}{hint}")
     value = float(match["value"])
+    if not math.isfinite(value):  # 1e999 is inf: a comparison that can never (or always) hold
+        raise UsageError(f"--fail-if {text!r}: the value must be a finite number")
     if match["pct"]:
         if metric not in _RATES:
             raise UsageError(f"--fail-if {text!r}: only {' and '.join(_RATES)} take a % value")
@@ -136,7 +139,13 @@ def parse(text: str) -> Threshold:
 
 
 def parse_all(texts: Iterable[str]) -> list[Threshold]:
-    return [parse(text) for text in texts]
+    rules: list[Threshold] = []
+    for text in texts:
+        rule = parse(text)
+        if any((r.case, r.metric, r.op, r.value) == (rule.case, rule.metric, rule.op, rule.value) for r in rules):
+            raise UsageError(f"--fail-if {text!r} is given twice; give each threshold once")
+        rules.append(rule)
+    return rules
 
 
 def parse_slower(text: str) -> float:

@@ -6,8 +6,9 @@ greenlet, executor). The request target chooses the work, so one server serves a
     GET /work?cpu_us=200&sleep_ms=5&bytes=1024   burn ~200 us of CPU, sleep 5 ms, answer 1024 bytes
     GET /                                        a small fixed body
 
-Query parameters that are absent fall back to the server-wide defaults (`--cpu-us`,
-`--sleep-ms`, `--bytes`), so plain clients such as ab or wrk can exercise a workload too.
+Query parameters that are absent (or blank) fall back to the server-wide defaults (`--cpu-us`,
+`--sleep-ms`, `--bytes`), so plain clients such as ab or wrk can exercise a workload too. Their
+values are plain decimal numbers, each parameter given once: anything else is a 400.
 `App` is a small frozen dataclass so it pickles cheaply into pool workers under any start
 method. It also carries the `Limits` every connection is held to (a header-read deadline and a
 connection cap), because the App is the one object every strategy hands to its sessions.
@@ -19,9 +20,10 @@ the peer has closed, and the CPU burn and the sleep consult it between slices, r
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass
-from typing import Callable, Dict, Optional
+from typing import Callable, Dict, Optional, TypeVar
 from urllib.parse import parse_qsl, urlsplit
 
 from .protocol import Request, Response
@@ -30,11 +32,17 @@ from .protocol import Request, Response
 MAX_CPU_US = 10_000_000
 MAX_SLEEP_MS = 60_000.0
 MAX_BYTES = 64 * 1024 * 1024
+MAX_CONNECTIONS = 1_000_000  # per accepting loop; far beyond any fd limit, so only a typo is refused
+# Query numbers are plain decimals: int() and float() would also take "1_000", " 5", "1e3", "nan".
+# A leading minus is let through so that a negative value is told its bounds (Work.validated).
+_INTEGER = re.compile(r"-?[0-9]{1,18}\Z")
+_DECIMAL = re.compile(r"-?[0-9]{1,18}(\.[0-9]{1,18})?\Z")
 INDEX_BODY = b"hangbench: GET /work?cpu_us=N&sleep_ms=N&bytes=N\n"
 # How often long work looks whether its client is still there: shorter work never looks.
 CANCEL_CHECK_S = 0.1
 CANCEL_CHECK_CPU_NS = 50_000_000
 
+N = TypeVar("N", int, float)
 Cancelled = Callable[[], bool]  # True once the client has gone: the work may stop
 
 
@@ -66,8 +74,10 @@ class Limits:
     def validated(self) -> Limits:
         if not 0 < self.head_timeout_s < float("inf"):
             raise BadLimits("the header-read timeout must be a positive number of seconds")
-        if self.max_connections < 1:
-            raise BadLimits("the connection cap must be at least 1 (got %d)" % self.max_connections)
+        if not 1 <= self.max_connections <= MAX_CONNECTIONS:
+            raise BadLimits(
+                "the connection cap must be between 1 and %d (got %d)" % (MAX_CONNECTIONS, self.max_connections)
+            )
         return self
 
 
@@ -160,17 +170,17 @@ class App:
         return self.perform(work, cancelled)
 
     def parse_work(self, query: str) -> Work:
-        params: Dict[str, str] = dict(parse_qsl(query))
-        try:
-            return Work(
-                cpu_us=int(params.get("cpu_us", self.defaults.cpu_us)),
-                sleep_ms=float(params.get("sleep_ms", self.defaults.sleep_ms)),
-                bytes=int(params.get("bytes", self.defaults.bytes)),
-            ).validated()
-        except ValueError as error:
-            if isinstance(error, BadWork):
-                raise
-            raise BadWork("cpu_us, sleep_ms and bytes must be numbers: %s" % error) from None
+        params: Dict[str, str] = {}
+        for key, value in parse_qsl(query, keep_blank_values=True):
+            if key in params:  # which of two values was meant is a guess; a client bug is better told
+                raise BadWork("%s is given twice; give each parameter once" % key)
+            params[key] = value
+        defaults = self.defaults
+        return Work(
+            cpu_us=_number(params, "cpu_us", defaults.cpu_us, _INTEGER, int),
+            sleep_ms=_number(params, "sleep_ms", defaults.sleep_ms, _DECIMAL, float),
+            bytes=_number(params, "bytes", defaults.bytes, _INTEGER, int),
+        ).validated()
 
     @staticmethod
     def perform(work: Work, cancelled: Optional[Cancelled] = None) -> Response:
@@ -178,6 +188,16 @@ class App:
         if work.sleep_ms > 0:
             sleep(work.sleep_ms / 1000.0, cancelled)
         return Response(200, make_body(work.bytes))
+
+
+def _number(params: Dict[str, str], key: str, default: N, pattern: re.Pattern[str], kind: Callable[[str], N]) -> N:
+    """A query parameter as a plain decimal number (blank or absent: the default), or BadWork."""
+    text = params.get(key, "")
+    if not text:
+        return default
+    if not pattern.match(text):
+        raise BadWork("cpu_us, sleep_ms and bytes must be plain decimal numbers (got %s=%r)" % (key, text[:40]))
+    return kind(text)
 
 
 def handle(app: App, request: Request, cancelled: Optional[Cancelled] = None) -> Response:

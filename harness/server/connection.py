@@ -28,7 +28,12 @@ What a connection may hold is bounded, whatever the client does:
 
 Closing is `close()` only, never `shutdown()`: shutdown would send FIN even while another
 process still holds the connection, which would hide exactly the lingering-reference hang that
-the `pool-socket` strategy exists to show.
+the `pool-socket` strategy exists to show. The one exception is the close after an error
+response to a request the server refused to read to its end (431, 414, 400...): closing with
+the client's bytes unread makes the kernel send RST, which can destroy the error response in
+the client's receive buffer before it is read. There `linger_close` sends FIN (shutdown of the
+sending side), reads and discards what still arrives for at most LINGER_S seconds and
+LINGER_BYTES bytes, and only then closes, as HTTP/1.1 (RFC 9112 9.6) recommends.
 """
 
 from __future__ import annotations
@@ -46,6 +51,8 @@ if TYPE_CHECKING:  # asyncio is imported only by the strategies that serve with 
 RECV_BYTES = 65536
 JOIN_BELOW = 65536  # a body shorter than this goes out in one send with its head
 TIMED_OUT = Response(408, b"request head not complete in time\n")
+LINGER_S = 1.0  # bounds of the discarding read after an error response (linger_close)
+LINGER_BYTES = 1 << 20
 
 _TCP_INFO = getattr(socket, "TCP_INFO", None)  # Linux
 _TCP_ESTABLISHED = 1  # tcp_info.tcpi_state, the first byte of struct tcp_info
@@ -90,12 +97,13 @@ class HttpSession:
     `read_timeout(idle)` seconds, and when that passes with nothing, `timed_out()` says what to
     send (if anything) before closing."""
 
-    __slots__ = ("_first_of_read", "_served", "app", "head_deadline", "open", "parser")
+    __slots__ = ("_first_of_read", "_served", "app", "head_deadline", "linger", "open", "parser")
 
     def __init__(self, app: App) -> None:
         self.app = app
         self.parser = RequestParser()
         self.open = True
+        self.linger = False  # an error response was the last word: close with linger_close
         # The first head is due head_timeout_s after the accept; later ones after their first byte.
         self.head_deadline: Optional[float] = time.monotonic() + app.limits.head_timeout_s
         self._served = 0
@@ -134,6 +142,7 @@ class HttpSession:
         to a ProtocolError. Afterwards `open` says whether the connection goes on."""
         if isinstance(event, ProtocolError):
             self.open = False
+            self.linger = True
             return render_parts(event.response(), None, False)
         if response is None:
             raise ValueError("a request needs a response to answer it")
@@ -203,6 +212,27 @@ def send_nowait(sock: socket.socket, data: bytes) -> None:
         pass
 
 
+def linger_close(sock: socket.socket) -> None:
+    """After an error response: FIN, then read and discard what the client is still sending
+    (bounded by LINGER_S and LINGER_BYTES), so that closing does not reset the connection
+    before the client has read the response. The caller closes the socket."""
+    try:
+        sock.shutdown(socket.SHUT_WR)
+        deadline = time.monotonic() + LINGER_S
+        left = LINGER_BYTES
+        while left > 0:  # bounded: by bytes, and by time for a trickle
+            wait = deadline - time.monotonic()
+            if wait <= 0:
+                break
+            sock.settimeout(wait)
+            data = sock.recv(min(RECV_BYTES, left))
+            if not data:
+                break
+            left -= len(data)
+    except OSError:
+        pass  # reset or timed out: the connection is over either way
+
+
 def serve_blocking(
     sock: socket.socket, app: App, idle_timeout_s: float = 30.0, session: Optional[HttpSession] = None
 ) -> None:
@@ -244,6 +274,8 @@ def serve_blocking(
     except OSError:
         pass  # reset, timeout, broken pipe: the connection is over either way
     finally:
+        if session.linger:
+            linger_close(sock)
         sock.close()
 
 

@@ -26,7 +26,7 @@ import os
 import platform
 import socket
 import sys
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Type
 
 from . import log, watchdog
 from .app import App, Limits, Work
@@ -158,6 +158,23 @@ def strategy_options(args: argparse.Namespace) -> Dict[str, str]:
     return extra
 
 
+def check_declared(items: List[str], strategies: List[Type[Strategy]]) -> None:
+    """Every `--strategy-option NAME=...` must be declared by one of `strategies`: an option
+    nobody declares would be ignored, and the run would look like one made with it."""
+    declared = sorted({option.name for strategy in strategies for option in strategy.strategy_options})
+    for item in items:
+        key = item.partition("=")[0].strip()
+        if key not in declared:
+            which = (
+                "strategy %r declares no option %r" % (strategies[0].name, key)
+                if len(strategies) == 1
+                else "no strategy of this run declares option %r" % key
+            )
+            raise StrategyError(
+                "--strategy-option %s: %s (declared: %s)" % (item, which, ", ".join(declared) or "none")
+            )
+
+
 def options_from(args: argparse.Namespace, strategy: Strategy) -> ServeOptions:
     workers = args.workers if args.workers is not None else strategy.default_workers
     options = ServeOptions(
@@ -188,6 +205,8 @@ def run(args: argparse.Namespace) -> int:
         with contextlib.redirect_stdout(sys.stderr):
             strategy = load_strategy(args.strategy, args.plugin)
             options = options_from(args, strategy)
+            if getattr(args, "command", None) == "serve":  # typed by a user; a run's servers get every case's
+                check_declared(args.strategy_option, [type(strategy)])
         work = Work(cpu_us=args.cpu_us, sleep_ms=args.sleep_ms, bytes=args.bytes).validated()
         limits = Limits(head_timeout_s=args.head_timeout, max_connections=args.max_connections).validated()
         app = App(work, limits=limits)

@@ -37,7 +37,7 @@ from typing import Callable, Deque, Dict, List, Optional
 
 from . import log
 from .app import App
-from .connection import RECV_BYTES, HttpSession, peer_closed, send_nowait, send_parts
+from .connection import RECV_BYTES, HttpSession, linger_close, peer_closed, send_nowait, send_parts
 from .protocol import MAX_HEAD_BYTES
 
 SELECT_TIMEOUT_S = 0.5
@@ -220,6 +220,8 @@ class Reactor:
             self._returned.append(conn)
             self._wake()
         else:
+            if session.linger:  # after an error response: let the client read it (connection.py)
+                linger_close(sock)
             self._finish(conn)
 
     def _wake(self) -> None:

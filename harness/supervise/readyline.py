@@ -4,7 +4,10 @@ The ready line is one JSON object with `"event": "listening"` on stdout. It come
 process the harness does not trust -- a plugin can print anything -- so every field is checked
 for type, range and length before the harness uses it: `"port": Infinity` or 70000, a string,
 a host that is not an IP address, a line of megabytes or JSON nested a million deep each give
-a `not-ready` failure with one sentence (`ReadyLineError`), never a traceback.
+a `not-ready` failure with one sentence (`ReadyLineError`), never a traceback. The host must
+be the one the server was asked to bind (`--host` in its argv; loopback too when that is a
+wildcard, loopback only when there is none): the harness probes the address in the line, and
+a forged line must never aim that traffic at another machine.
 
 Lines are read from the output pump's hand-over (see `output`), never with a blocking
 readline: a server that prints half a line and hangs must not hang the harness.
@@ -17,7 +20,7 @@ import json
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Optional, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 from ..errors import FAILED_TO_START, NOT_READY
 from .output import OutputPump
@@ -65,9 +68,37 @@ class _NotJson:
         return self.name
 
 
-def parse_ready(line: bytes, default_pid: int, elapsed_s: float) -> Optional[ReadyInfo]:
+def requested_host(argv: Sequence[str]) -> Optional[str]:
+    """The `--host` a server's command line asks it to bind (the last one given), or None."""
+    host = None
+    for index, arg in enumerate(argv):
+        if arg == "--host" and index + 1 < len(argv):
+            host = argv[index + 1]
+        elif arg.startswith("--host="):
+            host = arg[len("--host=") :]
+    return host
+
+
+def _host_allowed(host: str, requested: Optional[str]) -> bool:
+    """Whether a ready line's (valid IP) host is one the harness may send probes to."""
+    address = ipaddress.ip_address(host)
+    try:
+        wanted = ipaddress.ip_address(requested) if requested is not None else None
+    except ValueError:  # a name such as localhost: it binds a loopback address
+        wanted = None
+    if wanted is None:
+        return address.is_loopback
+    if wanted.is_unspecified:
+        return address == wanted or address.is_loopback
+    return address == wanted
+
+
+def parse_ready(
+    line: bytes, default_pid: int, elapsed_s: float, requested: Optional[str] = None
+) -> Optional[ReadyInfo]:
     """The ready line if `line` is one; None if it is another line; ReadyLineError if it
-    announces readiness (`"event": "listening"`) with fields the harness cannot use."""
+    announces readiness (`"event": "listening"`) with fields the harness cannot use.
+    `requested`: the --host the server was asked to bind (None: loopback only)."""
     if b"listening" not in line or len(line) > MAX_STDOUT_LINE:
         return None  # cheap: most lines a server prints are log lines
     try:
@@ -78,8 +109,14 @@ def parse_ready(line: bytes, default_pid: int, elapsed_s: float) -> Optional[Rea
         return None
     if len(line) > MAX_READY_LINE:
         raise ReadyLineError("the ready line is %d bytes long (limit %d)" % (len(line), MAX_READY_LINE))
+    host = _host(message.get("host", "127.0.0.1"))
+    if not _host_allowed(host, requested):
+        raise ReadyLineError(
+            "the ready line's 'host' is %s, not the address the server was asked to bind (%s)"
+            % (_shown(host), requested or "loopback")
+        )
     return ReadyInfo(
-        host=_host(message.get("host", "127.0.0.1")),
+        host=host,
         port=_integer(message, "port", 1, 65535, required=True),
         pid=_integer(message, "pid", 1, MAX_PID, default=default_pid),
         strategy=_text(message, "strategy"),
@@ -142,6 +179,7 @@ def await_ready_line(
     started_at: float,
     deadline: float,
     timeout_s: float,
+    requested: Optional[str] = None,
 ) -> Outcome:
     """The ready line, or (status, one-sentence message) saying why there is none. Lines that
     are not the ready line go to the stdout log; so does whatever follows the ready line."""
@@ -155,7 +193,7 @@ def await_ready_line(
             more, _ = pump.take_stdout(_SLICE_S)  # what was written just before the exit
             buffer += more
         try:
-            ready, buffer, other = _scan_lines(buffer, default_pid, time.monotonic() - started_at)
+            ready, buffer, other = _scan_lines(buffer, default_pid, time.monotonic() - started_at, requested)
         except ReadyLineError as error:
             pump.end_handover()
             return NOT_READY, "%s, so the harness cannot use it" % error
@@ -180,12 +218,14 @@ def await_ready_line(
     return NOT_READY, "no ready line on stdout within %.1f s (the process is alive)" % timeout_s
 
 
-def _scan_lines(buffer: bytes, default_pid: int, elapsed_s: float) -> Tuple[Optional[ReadyInfo], bytes, List[bytes]]:
+def _scan_lines(
+    buffer: bytes, default_pid: int, elapsed_s: float, requested: Optional[str] = None
+) -> Tuple[Optional[ReadyInfo], bytes, List[bytes]]:
     """(ready line or None, what is left after it or the incomplete last line, other lines)."""
     other: List[bytes] = []
     while b"\n" in buffer:
         line, buffer = buffer.split(b"\n", 1)
-        ready = parse_ready(line, default_pid, elapsed_s)
+        ready = parse_ready(line, default_pid, elapsed_s, requested)
         if ready is not None:
             return ready, buffer, other
         other.append(line + b"\n")

@@ -39,7 +39,7 @@ from .launch import Launched, close, launch
 from .output import OutputPump
 from .probes import PROBES, AnswerCheck, pending_request, port_is_free, probe_until_answered
 from .proctree import KillReport, ProcessTree, ProcTreeError, enable_subreaper, reap_orphans
-from .readyline import ReadyInfo, await_ready_line
+from .readyline import ReadyInfo, await_ready_line, requested_host
 from .reaper import peek_exit
 from .reports import ResourceSample, StartupFailure, StopReport, SupervisorError, describe_exit
 from .sampling import SAMPLE_INTERVAL_S, Sampler
@@ -204,7 +204,13 @@ class ServerProcess:
         self._spawn(list(argv), env, cwd)
         assert self._pump is not None and self._popen is not None
         outcome = await_ready_line(
-            self._pump, self._peek_exit, self._popen.pid, self._started_at, deadline, ready_timeout_s
+            self._pump,
+            self._peek_exit,
+            self._popen.pid,
+            self._started_at,
+            deadline,
+            ready_timeout_s,
+            requested_host(argv),  # the ready line's host must be this one (never probe elsewhere)
         )
         if not isinstance(outcome, ReadyInfo):
             self._fail(*outcome)
