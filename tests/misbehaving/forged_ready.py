@@ -32,12 +32,13 @@ FORGERIES = {
 
 
 def _forge() -> None:
+    # Straight to fd 1: the server sends `print()`s of a loading plugin to stderr, but a hostile
+    # plugin can still write to the file descriptor, and the harness must survive what it reads.
     kind = os.environ.get(ENV, "infinity")
-    if kind == "endless":
-        sys.stdout.write("{" * (2 << 20))
-    else:
-        sys.stdout.write(json.dumps(FORGERIES[kind]) + "\n")
-    sys.stdout.flush()
+    line = "{" * (2 << 20) if kind == "endless" else json.dumps(FORGERIES[kind]) + "\n"
+    data = line.encode()
+    while data:
+        data = data[os.write(1, data) :]
 
 
 _forge()
