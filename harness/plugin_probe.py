@@ -16,6 +16,8 @@ import secrets
 import signal
 import subprocess
 import sys
+import tempfile
+from typing import IO
 
 from .errors import UsageError
 
@@ -36,6 +38,14 @@ os.write(1, ("\\n" + token + " ok\\n").encode())
 os._exit(0)
 """
 PROBE_SLACK_S = 10.0  # the probe's own start, beyond the plugin import bound
+MAX_OUTPUT_BYTES = 1 << 20  # of the probe's stdout and stderr, read back
+
+
+def _tail(stream: IO[bytes]) -> bytes:
+    """The last MAX_OUTPUT_BYTES of an output file: the probe's own word comes last."""
+    size = stream.seek(0, os.SEEK_END)
+    stream.seek(max(0, size - MAX_OUTPUT_BYTES))
+    return stream.read(MAX_OUTPUT_BYTES)
 
 
 def probe_plugin(spec: str, option: str = "--plugin") -> None:
@@ -46,27 +56,33 @@ def probe_plugin(spec: str, option: str = "--plugin") -> None:
     # The same module path as this process (a `hangbench` script's differs from `python -m`'s).
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(p or os.getcwd() for p in sys.path))
     timeout = import_timeout_s() + PROBE_SLACK_S
-    try:
-        child = subprocess.Popen(
-            [sys.executable, "-c", _PROBE, spec],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env=env,
-            start_new_session=True,  # a plugin signalling its process group hits the probe alone
-        )
-    except OSError as error:
-        raise UsageError("%s %s could not be checked: %s" % (option, spec, error)) from None
-    try:
-        out, err = child.communicate((token + "\n").encode(), timeout=timeout)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(OSError):
-            os.killpg(child.pid, signal.SIGKILL)
-        child.communicate()
-        raise UsageError("%s %s: importing it did not finish within %g s" % (option, spec, timeout)) from None
-    finally:
-        with contextlib.suppress(OSError):
-            os.killpg(child.pid, signal.SIGKILL)  # anything the import left running
+    # Output into files, not pipes: a pipe stays open in any process the import left behind
+    # (a daemon in a session of its own outlives killpg), and reading it to EOF would wait for that.
+    with tempfile.TemporaryFile() as out_file, tempfile.TemporaryFile() as err_file:
+        try:
+            child = subprocess.Popen(
+                [sys.executable, "-c", _PROBE, spec],
+                stdin=subprocess.PIPE,
+                stdout=out_file,
+                stderr=err_file,
+                env=env,
+                start_new_session=True,  # a plugin signalling its process group hits the probe alone
+            )
+        except OSError as error:
+            raise UsageError("%s %s could not be checked: %s" % (option, spec, error)) from None
+        try:
+            assert child.stdin is not None  # stdin=PIPE
+            with contextlib.suppress(OSError):  # a line into an empty pipe does not block
+                child.stdin.write((token + "\n").encode())
+                child.stdin.close()
+            child.wait(timeout)
+        except subprocess.TimeoutExpired:
+            raise UsageError("%s %s: importing it did not finish within %g s" % (option, spec, timeout)) from None
+        finally:
+            with contextlib.suppress(OSError):
+                os.killpg(child.pid, signal.SIGKILL)  # anything the import left running in its session
+            child.wait()  # killed, if it was still running: bounded
+        out, err = _tail(out_file), _tail(err_file)
     said = [line for line in out.decode("utf-8", "replace").splitlines() if line.startswith(token + " ")]
     if child.returncode == 0 and said == [token + " ok"]:
         return

@@ -212,6 +212,26 @@ def test_a_plugin_that_fails_to_load_is_refused_even_when_not_selected(
     assert fragment in line
 
 
+@pytest.mark.timeout(30)
+def test_a_daemon_left_by_a_plugin_import_does_not_hold_the_probe(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], nothing_starts: None
+) -> None:
+    """The daemon keeps the probe's stdout and stderr open (for 3 s): the probe waits for the
+    process it started, not for the end of its output, and still reports the import's error."""
+    plugin = tmp_path / "daemon.py"
+    plugin.write_text(
+        "import os, time\n"
+        "if os.fork() == 0:\n"
+        "    os.setsid()\n"
+        "    time.sleep(3)\n"
+        "    os._exit(0)\n"
+        "raise ValueError('boom at import')\n",
+        encoding="utf-8",
+    )
+    line = refused(run_argv(tmp_path, "--plugin", str(plugin)), capsys)
+    assert "ValueError: boom at import" in line
+
+
 def test_a_strategy_given_as_a_file_is_loaded_like_a_plugin(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], nothing_starts: None
 ) -> None:

@@ -19,7 +19,7 @@ from test_run import REPO, assert_nothing_left, load_json, run_harness
 
 pytestmark = pytest.mark.slow
 
-SHORT = ("--duration", "3", "--warmup", "1", "--quiet")
+SHORT = ("--duration", "3", "--warmup", "1", "--quiet", "--allow-failures")  # hangs are the point
 
 
 def run_case(tmp_path: Path, name: str, *args: str) -> Dict[str, Any]:
