@@ -12,7 +12,8 @@ bad combination is a `UsageError` (one sentence, exit 2):
   `results.repeat.interleave`): drift on a shared machine hits every case alike.
 - `--suite` is every sound strategy (unless `--strategy` is given) on every workload (unless
   `--workload` is given), with the repetitions, warm-up and measurement of
-  `results.repeat.suite_settings` (10 minutes on 2 cores; `--quick`: under 3), unless given.
+  `results.repeat.suite_settings` (10 minutes on 2 cores; `--quick`: under 3, on the workloads
+  that separate the models most, `results.repeat.QUICK_WORKLOADS`), unless given.
 - `--rate R` / `--arrival` make the run open loop; `--sweep` (`harness.sweep`) adds levels,
   each with a fresh server (the sweep module says why).
 """
@@ -107,7 +108,8 @@ def build(args: argparse.Namespace, settings: Settings, cases: Sequence[planning
         raise UsageError("give --concurrency or --sweep concurrency=..., not both (the sweep sets it per level)")
     if args.arrival != "uniform" and args.rate is None and not (sweep and sweep.kind == "rate"):
         raise UsageError("--arrival applies to an open-loop run: give --rate R or --sweep rate=...")
-    names = args.workload if args.workload is not None else ("all" if args.suite else DEFAULT)
+    suite_names = ",".join(repetitions.QUICK_WORKLOADS) if args.quick else "all"
+    names = args.workload if args.workload is not None else (suite_names if args.suite else DEFAULT)
     specs = resolve(names, args.workload_file)
     if args.suite and "strategy" not in explicit:
         cases = [case for case in cases if not case.broken and not case.load_error]

@@ -64,12 +64,14 @@ def test_repetitions_are_interleaved_and_named() -> None:
 
 
 def test_the_suite_runs_sound_strategies_on_every_workload_within_its_budget() -> None:
+    full = matrix(["--suite"])
+    assert {j.workload for j in full.jobs} == {"hello", "keep-alive", "cpu", "io", "mixed", "large"}
     m = matrix(["--suite", "--quick"])
     assert {j.case.broken for j in m.jobs} == {None}
-    assert {j.workload for j in m.jobs} == {"hello", "keep-alive", "cpu", "io", "mixed", "large"}
+    assert {j.workload for j in m.jobs} == {"hello", "cpu", "io"}  # the quick suite's three
     assert m.suite is not None and m.repeat == m.suite.repeat
     cases = len({j.case.strategy for j in m.jobs})
-    assert len(m.jobs) == m.suite.runs == cases * 6 * m.repeat
+    assert len(m.jobs) == m.suite.runs == cases * 3 * m.repeat
     w = m.jobs[0].settings.workload
     assert (w.warmup_s, w.duration_s) == (m.suite.warmup_s, m.suite.duration_s)
     # a typed -d wins over the suite's measurement

@@ -30,8 +30,9 @@ it is a smoke test; the full suite's three repetitions narrow the 95 % interval 
 ±9.0 sd (t = 12.71, n = 2) to ±2.5 sd (t = 4.30, n = 3). With more cases (plugins, several
 start methods) the measurement shrinks to keep the budget, down to MIN_DURATION_S, after which
 the estimate grows past the budget and `describe()` says so -- except for `--quick`, which then
-drops to one repetition (8 sound strategies x 6 workloads: 48 x 3 s = 144 s) and so becomes a
-smoke test whose verdict says that no significance can be given.
+drops to one repetition and so becomes a smoke test whose verdict says that no significance can
+be given. It also runs only QUICK_WORKLOADS (hello, cpu, io) unless --workload is given: 12 sound
+strategies (built-ins and twins) x 3 workloads = 36 runs x about 3.5 s, about 2 minutes.
 """
 
 from __future__ import annotations
@@ -71,6 +72,10 @@ class SuiteSettings:
 
 FULL = {"repeat": 3, "warmup_s": 1.0, "budget_s": 600.0}
 QUICK = {"repeat": 2, "warmup_s": 0.5, "budget_s": 160.0}  # 20 s of margin under 3 minutes
+# The quick suite's workloads (unless --workload is given): no work, CPU-bound and sleep-bound,
+# the three that separate processes, threads and event loops most. With the 10 built-ins and the
+# 4 twins, all six workloads would not fit 3 minutes even at one repetition.
+QUICK_WORKLOADS = ("hello", "cpu", "io")
 
 
 def interleave(cases: Sequence[T], n: int) -> list[tuple[T, int]]:
