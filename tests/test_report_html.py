@@ -12,7 +12,7 @@ from harness.report import ReportError, data, plots, write_html, write_pngs
 from harness.report.html import render
 
 ROOT = Path(__file__).resolve().parent.parent
-ALL_DEFAULT = ROOT / "results" / "reference" / "all-default.json"
+ALL_DEFAULT = ROOT / "tests" / "fixtures" / "all-default.json"  # a schema-1 run (the first reference run)
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 REPEAT = FIXTURES / "report-repeat.json"
 INJECTION = "<script>alert('x')</script>"

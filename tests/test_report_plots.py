@@ -16,7 +16,7 @@ from matplotlib.collections import PathCollection
 from harness.report import data, plots
 
 ROOT = Path(__file__).resolve().parent.parent
-ALL_DEFAULT = ROOT / "results" / "reference" / "all-default.json"
+ALL_DEFAULT = ROOT / "tests" / "fixtures" / "all-default.json"  # a schema-1 run (the first reference run)
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 SWEEP = FIXTURES / "report-sweep.json"
 REPEAT = FIXTURES / "report-repeat.json"

@@ -40,7 +40,12 @@ from .data import (
 
 INSTALL_HINT = "plots need matplotlib: pip install 'hangbench[report]'"
 # Okabe-Ito: told apart by colour-blind readers too, and in grey print.
-PALETTE = ("#0072B2", "#D55E00", "#009E73", "#E69F00", "#CC79A7", "#56B4E9", "#000000", "#999999", "#8C564B")
+# Okabe-Ito (colour-blind safe) first, then CARTO Bold: a `--strategy all` with the twins has 14
+# cases, and a colour that comes round again would make two lines of a plot look like one.
+PALETTE = (
+    "#0072B2", "#D55E00", "#009E73", "#E69F00", "#CC79A7", "#56B4E9", "#000000", "#999999", "#8C564B",
+    "#7F3C8D", "#11A579", "#F2B701", "#E73F74", "#80BA5A", "#E68310", "#3969AC",
+)  # fmt: skip
 LINESTYLES = ("-", "--", ":", "-.")
 SPECTRUM_TICKS = ((1.0, "0%"), (10.0, "90%"), (100.0, "99%"), (1e3, "99.9%"), (1e4, "99.99%"), (1e5, "99.999%"))
 WIDE = (9.0, 4.2)  # inches: fits a laptop screen at 100 % and an A4 page

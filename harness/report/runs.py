@@ -71,7 +71,8 @@ class Record:
 
     @property
     def measured(self) -> bool:
-        return self.status == "completed" or self.partial
+        """Measured to the end (`no-response` too: its hangs and errors are the finding), or partly."""
+        return self.status in ("completed", "no-response") or self.partial
 
 
 @dataclass(frozen=True, eq=False)
