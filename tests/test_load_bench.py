@@ -14,12 +14,12 @@ rate goal (>= 0.8 x the closed-loop maximum) is measured by bench/open_vs_closed
 
 from __future__ import annotations
 
-import asyncio
-import multiprocessing
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from load_servers import timed_server
 
 from harness.load import Workload, run_load
 from harness.load.metrics import OK
@@ -34,7 +34,6 @@ RESPONSE = (
     b"HTTP/1.1 200 OK\r\nServer: hangbench\r\nDate: Fri, 27 Nov 2026 10:25:38 GMT\r\n"
     b"Content-Type: text/plain\r\nContent-Length: 64\r\n\r\n" + b"x" * 64
 )
-SERVER_LIFETIME_S = 60.0
 
 
 def test_reader_parses_a_typical_response(benchmark: Any) -> None:
@@ -84,59 +83,11 @@ def test_open_loop_bookkeeping_per_request(benchmark: Any) -> None:
     assert abs(benchmark(thousand) - 1000) <= 1  # 1000 per ms, give or take one at the edges
 
 
-class _Fixed(asyncio.Protocol):
-    """Answers each request head with RESPONSE (closing when asked); no parsing beyond that."""
-
-    def connection_made(self, transport: Any) -> None:
-        self.transport = transport
-        self.buffer = b""
-
-    def data_received(self, data: bytes) -> None:
-        buffer = self.buffer + data
-        for _ in range(1000):
-            end = buffer.find(b"\r\n\r\n")
-            if end < 0:
-                break
-            head, buffer = buffer[:end], buffer[end + 4 :]
-            if b"Connection: close" in head:
-                self.transport.write(RESPONSE.replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n", 1))
-                self.transport.close()
-                return
-            self.transport.write(RESPONSE)
-        self.buffer = buffer
-
-
-def fixed_server(ports: Any) -> None:
-    """Entry point of the server process: serve for at most SERVER_LIFETIME_S."""
-
-    async def main() -> None:
-        server = await asyncio.get_running_loop().create_server(_Fixed, "127.0.0.1", 0, backlog=1024)
-        ports.put(server.sockets[0].getsockname()[1])
-        await asyncio.sleep(SERVER_LIFETIME_S)
-
-    try:
-        import uvloop
-
-        uvloop.install()
-    except ImportError:
-        pass
-    asyncio.run(main())
-
-
 @pytest.fixture(scope="module")
-def fixed_port() -> Any:
-    context = multiprocessing.get_context("spawn")
-    ports = context.Queue()
-    server = context.Process(target=fixed_server, args=(ports,), daemon=True)
-    server.start()
-    try:
-        yield ports.get(timeout=30)
-    finally:
-        server.terminate()
-        server.join(5)
-        if server.is_alive():
-            server.kill()
-            server.join(5)
+def fixed_port() -> Iterator[int]:
+    """A server that answers every request at once (tests/load_servers.py, no stall), on uvloop."""
+    with timed_server() as port:
+        yield port
 
 
 @pytest.mark.parametrize(
