@@ -1,7 +1,7 @@
 """threads: a bounded thread pool behind a selector (gunicorn's gthread model).
 
 The main thread accepts and watches idle keep-alive connections; a pool of `--workers` threads
-handles connections that have bytes ready. See `harness/reactor.py` for why the pool bounds the
+handles connections that have bytes ready. See `harness/server/reactor.py` for why the pool bounds the
 work in flight rather than the number of clients.
 """
 

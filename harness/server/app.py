@@ -38,6 +38,7 @@ MAX_CONNECTIONS = 1_000_000  # per accepting loop; far beyond any fd limit, so o
 _INTEGER = re.compile(r"-?[0-9]{1,18}\Z")
 _DECIMAL = re.compile(r"-?[0-9]{1,18}(\.[0-9]{1,18})?\Z")
 INDEX_BODY = b"hangbench: GET /work?cpu_us=N&sleep_ms=N&bytes=N\n"
+INDEX_RESPONSE = Response(200, INDEX_BODY)
 # How often long work looks whether its client is still there: shorter work never looks.
 CANCEL_CHECK_S = 0.1
 CANCEL_CHECK_CPU_NS = 50_000_000
@@ -148,6 +149,28 @@ def make_body(size: int) -> bytes:
     return _BODY_CHUNK * repeats + _BODY_CHUNK[:rest]
 
 
+# Responses kept between requests: a 200's body is a function of its size alone, so at most
+# MAX_KEPT of them (of at most MAX_KEPT_BODY bytes) are kept, immutable, and a full table is
+# emptied, not grown. What a request asks for is still parsed every time (its head and query):
+# memoising those by their bytes would make a benchmark's repeated request nearly free, which
+# real traffic is not.
+MAX_KEPT = 64
+MAX_KEPT_BODY = 16 * 1024
+_responses: Dict[int, Response] = {}
+
+
+def ok_response(size: int) -> Response:
+    """200 with a body of `size` bytes; one shared (immutable) Response per small size."""
+    response = _responses.get(size)
+    if response is None:
+        response = Response(200, make_body(size))
+        if size <= MAX_KEPT_BODY:
+            if len(_responses) >= MAX_KEPT:
+                _responses.clear()
+            _responses[size] = response
+    return response
+
+
 @dataclass(frozen=True)
 class App:
     defaults: Work = Work()
@@ -156,9 +179,9 @@ class App:
     def __call__(self, request: Request, cancelled: Optional[Cancelled] = None) -> Response:
         if request.method not in ("GET", "HEAD", "POST"):
             return Response(405, b"method not allowed\n", extra_headers=(("Allow", "GET, HEAD, POST"),))
-        parts = urlsplit(request.target)
+        parts = urlsplit(request.target)  # cached by urllib for a repeated target
         if parts.path == "/":
-            return Response(200, INDEX_BODY)
+            return INDEX_RESPONSE  # immutable: one for every request
         if parts.path != "/work":
             return Response(404, b"not found; try /work?cpu_us=200&sleep_ms=5&bytes=1024\n")
         try:
@@ -187,7 +210,7 @@ class App:
         burn_cpu(work.cpu_us, cancelled)
         if work.sleep_ms > 0:
             sleep(work.sleep_ms / 1000.0, cancelled)
-        return Response(200, make_body(work.bytes))
+        return ok_response(work.bytes)
 
 
 def _number(params: Dict[str, str], key: str, default: N, pattern: re.Pattern[str], kind: Callable[[str], N]) -> N:

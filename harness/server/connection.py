@@ -201,6 +201,32 @@ def send_parts(sock: socket.socket, parts: Parts) -> None:
         sock.sendall(body)
 
 
+def send_parts_now(sock: socket.socket, parts: Parts, timeout_s: float) -> None:
+    """`send_parts` on a non-blocking socket (the reactor's): a small response goes out in one
+    send that does not wait; only what does not fit is sent blocking, at most `timeout_s` per
+    wait, and the socket is non-blocking again afterwards.
+
+    Why: a socket with a timeout polls before every send and recv, and switching it between
+    blocking and non-blocking is a system call too; the common case here needs neither."""
+    head, body = parts
+    joined = len(body) < JOIN_BELOW
+    data = head + body if joined else head
+    try:
+        sent = sock.send(data)
+    except BlockingIOError:
+        sent = 0
+    if joined and sent == len(data):
+        return
+    sock.settimeout(timeout_s)
+    try:
+        if sent < len(data):
+            sock.sendall(memoryview(data)[sent:])
+        if not joined:
+            sock.sendall(body)
+    finally:
+        sock.settimeout(0.0)
+
+
 def send_nowait(sock: socket.socket, data: bytes) -> None:
     """One non-blocking send of a short last word (a 408); dropped if it does not fit at once."""
     if not data:

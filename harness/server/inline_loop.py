@@ -13,6 +13,11 @@ adapter's per-read `wait_for` costs a task and a timer per request. The bounds a
 - at most `App.limits.max_connections` connections served at once per loop: past it, accepted
   connections are parked (reading paused, at most one chunk read, nothing answered) until one ends.
 
+The per-request Python is what limits these strategies (the kernel's read and write are the
+rest), so a read holding exactly one whole request head, what a keep-alive client sends, takes
+a shorter way (`RequestParser.parse_whole`, `answer_one`) to the same bytes out;
+`tests/test_inline_fast.py` drives both ways with the same input and compares what they send.
+
 Shared by the `asyncio` strategy (one loop in the server process, stopped by the stop fd) and
 the `reuseport` workers (one loop per worker, stopped by EOF on the worker's channel), so that
 the two differ only in how many loops there are and where their listeners come from.
@@ -34,11 +39,13 @@ import time
 from typing import Any, Callable, Deque, Optional, Set
 
 from . import log
-from .app import App
-from .connection import JOIN_BELOW, HttpSession, peer_closed
+from .app import App, ClientGone, handle
+from .connection import JOIN_BELOW, HttpSession, Parts, peer_closed
+from .protocol import Request
 
 STOP_WAIT_S = 2.0  # for open connections to end once their transports are closed
 SWEEP_INTERVAL_S = 0.25  # how often connections are checked for the idle timeout and head deadline
+_monotonic = time.monotonic
 
 
 def new_event_loop() -> asyncio.AbstractEventLoop:
@@ -75,6 +82,8 @@ def serve_inline(listener: Any, app: App, idle_timeout_s: float, backlog: int, s
 class InlineHttp(asyncio.Protocol):
     """One connection: bytes in, the app run inline, responses out."""
 
+    fast = True  # take `answer_one` for a read holding one whole request (False: tests of the general way)
+
     def __init__(self, app: App, served: Served) -> None:
         self.app = app
         self.served = served
@@ -93,12 +102,38 @@ class InlineHttp(asyncio.Protocol):
         self.served.add(self)
 
     def data_received(self, data: bytes) -> None:
-        self.last_active = time.monotonic()
-        self.session.receive(data)
+        self.last_active = _monotonic()
+        session = self.session
+        if self.fast and session.open and not self.paused and not self.parked:
+            # The fast path: one whole request head in one read, nothing else buffered (what a
+            # keep-alive client sends); None for anything else, which takes the general way.
+            request = session.parser.parse_whole(data)
+            if request is not None:
+                self.answer_one(request)
+                return
+        session.receive(data)
         if self.parked:  # uvloop may start reading after connection_made paused it: pause again
             self.transport.pause_reading()
             return  # answered when unparked
         self.answer()
+
+    def answer_one(self, request: Request) -> None:
+        """What `answer` does after `session.receive` for a read that held exactly `request`:
+        the first request of a read, so no peer check before it (`HttpSession.next_event`), and
+        nothing buffered after it, so nothing more to answer."""
+        session = self.session
+        session.head_deadline = None  # as HttpSession.next_event does for each request
+        try:
+            response = handle(self.app, request, self.gone)
+        except ClientGone:
+            session.open = False  # as HttpSession.next_response does: nobody is left to answer
+            self.transport.close()
+            return
+        self.send(session.answer(request, response))
+        if not session.open:
+            self.transport.close()  # after what is buffered has been sent
+        elif self.paused:
+            self.transport.pause_reading()
 
     def eof_received(self) -> Optional[bool]:
         self.session.receive(b"")  # a FIN counts as gone (see connection.py)
@@ -110,16 +145,19 @@ class InlineHttp(asyncio.Protocol):
             parts = session.next_response(self.gone)
             if parts is None:
                 break
-            head, body = parts
-            if len(body) < JOIN_BELOW:
-                self.transport.write(head + body)
-            else:
-                self.transport.write(head)
-                self.transport.write(body)
+            self.send(parts)
         if not session.open:
             self.transport.close()  # after what is buffered has been sent
         elif self.paused:
             self.transport.pause_reading()
+
+    def send(self, parts: Parts) -> None:
+        head, body = parts
+        if len(body) < JOIN_BELOW:
+            self.transport.write(head + body)  # one send
+        else:
+            self.transport.write(head)  # no copy of a large body
+            self.transport.write(body)
 
     def pause_writing(self) -> None:
         self.paused = True

@@ -3,22 +3,30 @@
 Why not one thread per connection: a bounded pool with one connection pinned to each thread
 starves every connection past the pool size as soon as clients keep connections alive
 (`wrk -c 64` against 16 threads leaves 48 connections unanswered). Here idle keep-alive
-connections wait in the selector, and a pool thread is taken only while a connection has bytes
+connections wait in the poller, and a pool thread is taken only while a connection has bytes
 to handle, so the pool bounds the *work* in flight, not the number of clients.
 
 Connections come from "sources": the listening socket for the `threads` strategy, the AF_UNIX
 channel from the parent for `scm-rights` workers. `on_closed` lets a source learn that one of
 its connections ended (scm-rights uses it for least-connections dispatch).
 
+What a request costs the selector thread is what bounds the whole server, so the hot path is
+kept short (`poller.py`): a connection stays registered, one-shot, and the pool thread that
+answered re-arms it without waking the selector thread; connection sockets are non-blocking,
+so neither recv nor a small response's send polls first or switches timeouts.
+
 What a client can hold here is bounded (see `connection.py` for the per-connection bounds):
 
 - A pool thread reads one chunk, then answers the complete requests in it one at a time, each
   sent before the next runs, and looks whether the peer has gone before each further one.
-  Nothing more is read from that connection until all of them are answered.
-- Connections waiting in the selector with an overdue request head get a 408 (or, with no
+  Nothing more is read from that connection until all of them are answered. If that read
+  filled the buffer, the thread reads again at once, at most READS_PER_TURN times, so a client
+  that keeps sending cannot keep a thread: it goes back to the poller and queues behind the
+  others.
+- Connections waiting in the poller with an overdue request head get a 408 (or, with no
   byte received, just a close); idle ones are closed after the idle timeout.
 - At most `max_connections` (default `App.limits.max_connections`) connections are served at
-  once. At the cap, listening sources are taken out of the selector, so new connections wait
+  once. At the cap, listening sources are taken out of the poller, so new connections wait
   in the kernel's listen backlog until one closes; a connection accepted in the same burst
   past the cap waits, unread, in arrival order, for a free slot. A source that is not a
   listening socket (the scm-rights channel) is never paused: its sender decides how many
@@ -28,31 +36,92 @@ What a client can hold here is bounded (see `connection.py` for the per-connecti
 from __future__ import annotations
 
 import collections
-import selectors
+import queue
 import socket
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Deque, Dict, List, Optional
 
 from . import log
 from .app import App
-from .connection import RECV_BYTES, HttpSession, linger_close, peer_closed, send_nowait, send_parts
+from .connection import RECV_BYTES, HttpSession, linger_close, peer_closed, send_nowait, send_parts_now
+from .poller import Waiter, make_poller
 from .protocol import MAX_HEAD_BYTES
 
 SELECT_TIMEOUT_S = 0.5
 SWEEP_INTERVAL_S = 0.25  # how often waiting connections are checked for deadlines
 # Each request takes at least one buffered byte, so one read cannot hold more requests than this.
 MAX_REQUESTS_PER_READ = RECV_BYTES + MAX_HEAD_BYTES
+READS_PER_TURN = 4  # full reads one pool thread makes in a row on a connection (see _handle)
 
 
-class _Conn:
-    __slots__ = ("last_active", "session", "sock")
+class _Conn(Waiter):
+    __slots__ = ("session",)
 
     def __init__(self, sock: socket.socket, app: App) -> None:
-        self.sock = sock
+        super().__init__(sock)
         self.session = HttpSession(app)
-        self.last_active = time.monotonic()
+
+
+def _pool_worker(
+    tasks: queue.SimpleQueue[Optional[_Conn]],
+    serve: Callable[[_Conn], None],
+    initializer: Optional[Callable[[], None]],
+    stopping: threading.Event,
+) -> None:
+    """One pool thread: serve connections from `tasks` until None comes (forensics names this
+    function as where an idle pool thread waits)."""
+    if initializer is not None:
+        initializer()
+    while True:
+        conn = tasks.get()
+        if conn is None:
+            return
+        if stopping.is_set():
+            conn.sock.close()  # queued when the reactor closed: not served, as an executor cancels
+            continue
+        try:
+            serve(conn)
+        except Exception:  # serve catches what a connection can cause; a bug must not shrink the pool
+            log.get().exception("unexpected error in a pool thread; it goes on")
+
+
+class _Pool:
+    """`threads` threads serving the connections put in one queue.
+
+    Why not ThreadPoolExecutor: each submit makes a Future and takes two locks and a semaphore,
+    and each task sets a result that nobody reads, all of it on the path of every request; here
+    the selector thread's part is one SimpleQueue.put. The threads are not daemons: at exit the
+    interpreter waits for the requests in flight, as it does for an executor's threads (the
+    server process bounds that wait)."""
+
+    def __init__(self, threads: int, serve: Callable[[_Conn], None], initializer: Optional[Callable[[], None]]) -> None:
+        self._tasks: queue.SimpleQueue[Optional[_Conn]] = queue.SimpleQueue()
+        self._stopping = threading.Event()
+        self._threads = [
+            threading.Thread(
+                target=_pool_worker,
+                args=(self._tasks, serve, initializer, self._stopping),
+                name="hangbench-worker_%d" % n,
+            )
+            for n in range(threads)
+        ]
+        self._started = False
+        self.submit = self._tasks.put  # the hot path: no Python frame of ours in between
+
+    def start(self) -> None:
+        """Start the threads (once): from `Reactor.run`, so a reactor that never runs leaves none."""
+        if not self._started:
+            self._started = True
+            for thread in self._threads:
+                thread.start()
+
+    def shutdown(self) -> None:
+        """Drop what is queued; each thread ends after its current connection."""
+        self._stopping.set()
+        if self._started:
+            for _ in self._threads:
+                self._tasks.put(None)
 
 
 class _Source:
@@ -63,6 +132,10 @@ class _Source:
         self.accept = accept
         self.pausable = pausable
         self.registered = True
+
+
+class _Stop:
+    """What the poller returns for the stop fd."""
 
 
 def is_listening(sock: socket.socket) -> bool:
@@ -88,29 +161,26 @@ class Reactor:
         thread_initializer: Optional[Callable[[], None]] = None,
         stop_fd: Optional[int] = None,
         max_connections: Optional[int] = None,
+        portable: bool = False,
     ) -> None:
+        """`portable`: use the `selectors` poller even where epoll is available (for tests)."""
         self._app = app
         self._idle_timeout_s = idle_timeout_s
         self._io_timeout_s = io_timeout_s
         self._on_closed = on_closed
         self._max_connections = app.limits.max_connections if max_connections is None else max_connections
-        self._selector = selectors.DefaultSelector()
-        self._pool = ThreadPoolExecutor(threads, "hangbench-worker", initializer=thread_initializer)
-        # Pool threads hand connections back through this deque and wake the selector.
-        self._returned: Deque[_Conn] = collections.deque()
-        self._wake_r, self._wake_w = socket.socketpair()
-        self._wake_r.setblocking(False)
-        self._wake_w.setblocking(False)
-        self._selector.register(self._wake_r, selectors.EVENT_READ, self._drain_wakeups)
-        self._waiting: Dict[socket.socket, _Conn] = {}
+        self._poller = make_poller(portable)
+        self._pool = _Pool(threads, self._handle, thread_initializer)
+        self._conns: Dict[int, _Conn] = {}  # fd -> every connection served (waiting or in the pool)
         self._sources: List[_Source] = []
         self._parked: Deque[socket.socket] = collections.deque()  # accepted past the cap
         self._served = 0  # connections adopted and not yet finished (waiting or in the pool)
         self._served_lock = threading.Lock()  # pool threads finish connections too
         self._last_sweep = 0.0
         # The server's stop fd (Strategy.stop_fd): readable once the process is asked to stop.
+        self._stop = _Stop()
         if stop_fd is not None:
-            self._selector.register(stop_fd, selectors.EVENT_READ, None)
+            self._poller.add(stop_fd, self._stop)
 
     def add_source(
         self, fileobj: socket.socket, accept: Callable[[], List[socket.socket]], pausable: Optional[bool] = None
@@ -121,7 +191,7 @@ class Reactor:
         `fileobj` is a listening socket)."""
         source = _Source(fileobj, accept, is_listening(fileobj) if pausable is None else pausable)
         self._sources.append(source)
-        self._selector.register(fileobj, selectors.EVENT_READ, source)
+        self._poller.add(fileobj.fileno(), source)
 
     @property
     def connections(self) -> int:
@@ -130,33 +200,31 @@ class Reactor:
 
     def run(self) -> None:
         """Serve until `stop_fd` is readable (or, without one, until an exception such as ServerStop)."""
+        self._pool.start()
         while True:
-            for key, _ in self._selector.select(SELECT_TIMEOUT_S):
-                data = key.data
-                if data is None:  # the stop fd
-                    return
+            for data in self._poller.poll(SELECT_TIMEOUT_S):
                 if isinstance(data, _Conn):
-                    self._dispatch(data)
+                    self._pool.submit(data)
                 elif isinstance(data, _Source):
                     self._adopt(data.accept())
-                else:
-                    data()  # the wake-up pipe
+                elif data is self._stop:
+                    return
             self._admit_parked()
             self._pace_sources()
             self._sweep()
 
     def close(self) -> None:
-        try:
-            self._pool.shutdown(wait=False, cancel_futures=True)
-        except TypeError:  # pragma: no cover - Python 3.8 has no cancel_futures
-            self._pool.shutdown(wait=False)
-        for conn in list(self._waiting.values()):
-            self._finish(conn)
+        self._pool.shutdown()
+        for conn in list(self._conns.values()):
+            if conn.waiting and conn.lock.acquire(blocking=False):
+                try:
+                    self._poller.disarm(conn)
+                finally:
+                    conn.lock.release()
+                self._finish(conn)
         while self._parked:
             self._parked.popleft().close()
-        self._selector.close()
-        self._wake_r.close()
-        self._wake_w.close()
+        self._poller.close()
 
     def _adopt(self, socks: List[socket.socket]) -> None:
         for sock in socks:
@@ -168,7 +236,15 @@ class Reactor:
     def _start(self, sock: socket.socket) -> None:
         with self._served_lock:
             self._served += 1
-        self._wait(_Conn(sock, self._app))
+        conn = _Conn(sock, self._app)
+        try:
+            sock.setblocking(False)  # for good: see send_parts_now
+        except OSError:
+            self._finish(conn)
+            return
+        self._conns[sock.fileno()] = conn
+        if not self._poller.arm(conn, in_selector_thread=True):
+            self._finish(conn)
 
     def _admit_parked(self) -> None:
         while self._parked and self._served < self._max_connections:
@@ -180,66 +256,49 @@ class Reactor:
         for source in self._sources:
             if source.pausable and source.registered == full:
                 if full:
-                    self._selector.unregister(source.fileobj)
+                    self._poller.remove(source.fileobj.fileno())
                 else:
-                    self._selector.register(source.fileobj, selectors.EVENT_READ, source)
+                    self._poller.add(source.fileobj.fileno(), source)
                 source.registered = not full
-
-    def _wait(self, conn: _Conn) -> None:
-        conn.last_active = time.monotonic()
-        self._waiting[conn.sock] = conn
-        self._selector.register(conn.sock, selectors.EVENT_READ, conn)
-
-    def _dispatch(self, conn: _Conn) -> None:
-        self._selector.unregister(conn.sock)
-        del self._waiting[conn.sock]
-        self._pool.submit(self._handle, conn)
 
     def _handle(self, conn: _Conn) -> None:
         """In a pool thread: read what is ready, answer the requests it completes one at a time,
-        then give the connection back."""
+        then give the connection back to the poller.
+
+        A read that filled the buffer probably left more behind (a client pipelining a lot): that
+        is read at once, up to READS_PER_TURN reads, rather than after a trip through the poller.
+        After a short read nothing more is tried: measured with wrk -c64, reading again on spec
+        found the next request about half the time yet cost more than it saved (the failed recv
+        and the GIL hand-offs around it), and the poller batches the wake-ups anyway."""
         session, sock = conn.session, conn.sock
 
         def gone() -> bool:
             return peer_closed(sock)
 
         try:
-            sock.settimeout(self._io_timeout_s)
-            session.receive(sock.recv(RECV_BYTES))
-            for _ in range(MAX_REQUESTS_PER_READ):
-                parts = session.next_response(gone)
-                if parts is None:
-                    break
-                send_parts(sock, parts)
+            for _ in range(READS_PER_TURN):
+                try:
+                    data = sock.recv(RECV_BYTES)
+                except BlockingIOError:
+                    break  # nothing (more) to read: wait in the poller
+                session.receive(data)
+                for _ in range(MAX_REQUESTS_PER_READ):
+                    parts = session.next_response(gone)
+                    if parts is None:
+                        break
+                    send_parts_now(sock, parts, self._io_timeout_s)
+                if not session.open or len(data) < RECV_BYTES:
+                    break  # a short read: the kernel had nothing more; the poller says when it has
         except OSError:
             session.open = False
         except Exception:
             log.get().exception("unexpected error while serving a connection; closing it")
             session.open = False
-        if session.open:
-            self._returned.append(conn)
-            self._wake()
-        else:
-            if session.linger:  # after an error response: let the client read it (connection.py)
-                linger_close(sock)
-            self._finish(conn)
-
-    def _wake(self) -> None:
-        try:
-            self._wake_w.send(b"\0")
-        except BlockingIOError:
-            pass  # the wake-up pipe is full: the selector is awake anyway
-        except OSError:
-            pass  # closed: the reactor is stopping
-
-    def _drain_wakeups(self) -> None:
-        try:
-            while self._wake_r.recv(4096):
-                pass
-        except BlockingIOError:
-            pass
-        while self._returned:
-            self._wait(self._returned.popleft())
+        if session.open and self._poller.arm(conn):
+            return
+        if session.linger:  # after an error response: let the client read it (connection.py)
+            linger_close(sock)
+        self._finish(conn)
 
     def _sweep(self) -> None:
         """Close waiting connections whose request head is overdue (408) or that idled out."""
@@ -248,24 +307,33 @@ class Reactor:
             return
         self._last_sweep = now
         idle_cutoff = now - self._idle_timeout_s
-        for conn in list(self._waiting.values()):
-            if conn.session.head_overdue(now):
-                self._drop(conn, conn.session.timed_out())
-            elif conn.last_active < idle_cutoff:
-                self._drop(conn, b"")
-
-    def _drop(self, conn: _Conn, last_word: bytes) -> None:
-        self._selector.unregister(conn.sock)
-        del self._waiting[conn.sock]
-        send_nowait(conn.sock, last_word)
-        self._finish(conn)
+        for conn in list(self._conns.values()):
+            if not conn.waiting:
+                continue
+            overdue = conn.session.head_overdue(now)
+            if not overdue and conn.last_active >= idle_cutoff:
+                continue
+            if not conn.lock.acquire(blocking=False):
+                continue  # a pool thread is re-arming it this instant: it is not idle
+            try:
+                if not conn.waiting:
+                    continue
+                self._poller.disarm(conn)
+            finally:
+                conn.lock.release()
+            send_nowait(conn.sock, conn.session.timed_out() if overdue else b"")
+            self._finish(conn)
 
     def _finish(self, conn: _Conn) -> None:
+        self._poller.forget(conn)
+        fd = conn.sock.fileno()
+        if self._conns.get(fd) is conn:
+            del self._conns[fd]
         conn.sock.close()
         with self._served_lock:
             self._served -= 1
             was_full = self._served + 1 + len(self._parked) >= self._max_connections
         if was_full:
-            self._wake()  # from a pool thread: let the selector resume accepting
+            self._poller.wake()  # from a pool thread: let the selector resume accepting
         if self._on_closed is not None:
             self._on_closed()

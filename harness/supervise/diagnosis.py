@@ -34,6 +34,8 @@ _IDLE_FRAMES = (
     ("socket.py", ("accept",)),
     ("selectors.py", ("select",)),
     ("harness/server/watchdog.py", ("_watch",)),  # waits for the harness to go away
+    ("harness/server/reactor.py", ("_pool_worker",)),  # a reactor pool thread waiting for a connection
+    ("harness/server/poller.py", ("poll",)),  # the reactor's selector thread waiting for events
 )
 
 
