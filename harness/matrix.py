@@ -106,11 +106,14 @@ def build(args: argparse.Namespace, settings: Settings, cases: Sequence[planning
         raise UsageError("give --rate or --sweep rate=..., not both")
     if sweep and sweep.kind == "concurrency" and "concurrency" in explicit:
         raise UsageError("give --concurrency or --sweep concurrency=..., not both (the sweep sets it per level)")
-    if args.arrival != "uniform" and args.rate is None and not (sweep and sweep.kind == "rate"):
+    rate_sweep = bool(sweep and sweep.kind == "rate")
+    if args.arrival != "uniform" and ((args.rate is None and not rate_sweep) or args.load_model == "closed"):
         raise UsageError("--arrival applies to an open-loop run: give --rate R or --sweep rate=...")
     suite_names = ",".join(repetitions.QUICK_WORKLOADS) if args.quick else "all"
     names = args.workload if args.workload is not None else (suite_names if args.suite else DEFAULT)
     specs = resolve(names, args.workload_file)
+    if args.load_model == "open" and not rate_sweep and args.rate is None and any(s.rate is None for s in specs):
+        raise UsageError("--load-model open needs a rate: give --rate R or --sweep rate=...")
     if args.suite and "strategy" not in explicit:
         cases = [case for case in cases if not case.broken and not case.load_error]
         if not cases:
@@ -124,7 +127,7 @@ def build(args: argparse.Namespace, settings: Settings, cases: Sequence[planning
     units: List[Tuple[planning.Case, Settings, str, Dict[str, Any]]] = []
     specs = [apply_overrides(spec, overrides) for spec in specs]  # as run: what config.workloads records
     for spec in specs:
-        base = _settings_for(args, replace(settings, **timing), spec)
+        base = _settings_for(args, replace(settings, **timing), spec, rate_sweep)
         for case in cases:
             if sweep is None:
                 units.append((case, base, spec.name, {}))
@@ -155,10 +158,12 @@ def _timing(
     return {"workload": replace(workload, warmup_s=warmup, duration_s=duration), "measure_bound_s": bound}
 
 
-def _settings_for(args: argparse.Namespace, settings: Settings, spec: WorkloadSpec) -> Settings:
-    """The run's settings with the workload's load fields and its server options put in."""
+def _settings_for(args: argparse.Namespace, settings: Settings, spec: WorkloadSpec, rate_sweep: bool) -> Settings:
+    """The run's settings with the workload's load fields and its server options put in (a
+    closed loop is paced where it has a rate: its own, or each level of a rate sweep)."""
     fields = spec.load_fields()
-    workload = replace(settings.workload, arrival=args.arrival, **fields)
+    paced = args.load_model == "closed" and (spec.rate is not None or rate_sweep)
+    workload = replace(settings.workload, arrival=args.arrival, paced=paced, **fields)
     if spec.rate is None:
         workload = replace(workload, rate=None)
     server = argparse.Namespace(**{**vars(args), "cpu_us": spec.cpu_us, "sleep_ms": spec.sleep_ms, "bytes": spec.bytes})
@@ -168,7 +173,7 @@ def _settings_for(args: argparse.Namespace, settings: Settings, spec: WorkloadSp
 
 def _at_level(settings: Settings, sweep: Sweep, level: float) -> Settings:
     if sweep.kind == "rate":
-        workload = replace(settings.workload, rate=float(level))
+        workload = replace(settings.workload, rate=float(level))  # paced already set for a closed sweep
     else:
         workload = replace(settings.workload, concurrency=int(level))
     _check(workload, "at %s=%g" % (sweep.kind, level), rate_option="--sweep rate=...")

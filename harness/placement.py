@@ -18,10 +18,14 @@ Why it is shaped so:
   runs the load (client processes inherit them), and gets its own mask back after each. (The
   supervisor's own light threads started with the server -- output pump, sampler -- share the
   server's CPUs.)
+- A server the harness did not start (`--url`) has no processes to count and its CPU use is
+  unknown (it may be nginx on this machine, or on another): auto then gives one client process
+  per CPU, as wrk is run with one thread per core (`-t` = cores). Against nginx on 2 cores, two
+  processes measured better than one in both connection modes (docs/load-generator.md).
 - The decision (`Placement`) is recorded in each case's record, with the reason in words.
 
-Pure functions (`auto_client_procs`, `split_cpus`) hold the rules, so they are tested without
-a machine of each size.
+Pure functions (`auto_client_procs`, `auto_external_procs`, `split_cpus`) hold the rules, so
+they are tested without a machine of each size.
 """
 
 from __future__ import annotations
@@ -99,6 +103,17 @@ def auto_client_procs(cores: int, server_cores: int, concurrency: int, multi_pro
     return procs, why
 
 
+def auto_external_procs(cores: int, concurrency: int) -> Tuple[int, str]:
+    """(client processes, why) against a server the harness did not start (`--url`) on a machine
+    of `cores` CPUs: its CPU use cannot be known, so one client process per CPU, as wrk -t."""
+    cores = max(1, cores)
+    procs = max(1, min(cores, concurrency, MAX_AUTO_PROCS))
+    why = "a server the harness did not start (its CPU use is unknown), %d CPU(s): one client process per CPU" % cores
+    if procs == concurrency and concurrency < cores:
+        why += ", bounded by the concurrency"
+    return procs, why
+
+
 def cpus_for(pin: bool) -> Tuple[Tuple[int, ...], Tuple[int, ...]]:
     """(server CPUs, client CPUs) for a case: the split with `pin`, else two empty tuples."""
     cpus = available_cpus()
@@ -134,6 +149,17 @@ def place(
         return Placement(procs, why, server_cpus, client_cpus)
     procs, why = auto_client_procs(len(available_cpus()), server_processes, concurrency)
     return Placement(procs, "auto: %s; %s" % (processes, why))
+
+
+def place_external(requested: int, auto: bool, concurrency: int, multi_process_engine: bool) -> Placement:
+    """The placement of a `--url` case: `requested` processes, or the auto choice from this
+    machine's CPUs (there is no server process to count). Never pinned."""
+    if not auto:
+        return Placement(requested, "given (--client-procs %d)" % requested)
+    if not multi_process_engine:
+        return Placement(1, "auto: the engine runs in one process")
+    procs, why = auto_external_procs(len(available_cpus()), concurrency)
+    return Placement(procs, "auto: %s" % why)
 
 
 def affinity_of(pid: int) -> Tuple[int, ...]:
@@ -177,10 +203,23 @@ def _cpu_list(cpus: Sequence[int]) -> str:
 
 def for_case(settings: Settings, server_processes: int, cpus: Tuple[Tuple[int, ...], Tuple[int, ...]]) -> Placement:
     """The placement of one case of a run (`Settings` says auto), once its server runs."""
+    bound, engine_multi = _bounds(settings)
+    return place(
+        settings.workload.client_procs, settings.client_procs_auto, bound, engine_multi, max(1, server_processes), cpus
+    )
+
+
+def for_external(settings: Settings) -> Placement:
+    """The placement of a `--url` case of a run (a server the harness did not start)."""
+    bound, engine_multi = _bounds(settings)
+    return place_external(settings.workload.client_procs, settings.client_procs_auto, bound, engine_multi)
+
+
+def _bounds(settings: Settings) -> Tuple[int, bool]:
+    """(most client processes the workload can use, whether its engine can use several)."""
     workload = settings.workload
     bound = min(workload.concurrency, workload.requests or workload.concurrency)
-    engine_multi = settings.run_load is None and engines.get(workload.engine).multi_process
-    return place(workload.client_procs, settings.client_procs_auto, bound, engine_multi, max(1, server_processes), cpus)
+    return bound, settings.run_load is None and engines.get(workload.engine).multi_process
 
 
 def pinned(placed: Placement, server_pid: Optional[int], client_pinned: bool) -> Dict[str, List[int]]:

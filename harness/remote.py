@@ -34,6 +34,7 @@ from . import plan as planning
 from .errors import COMPLETED, UsageError, plain
 from .load import LoadResult, Progress
 from .load import run_load as local_run_load
+from .placement import for_external
 from .results.derive import CLIENT_BOUND_UTIL, CpuMark, Measurements, derive
 from .results.records import StrategyRecord
 
@@ -258,8 +259,19 @@ def run_external(
 ) -> StrategyRecord:
     """Measure a server the harness did not start: the load as usual, no server-side numbers."""
     target = parse_url(case.strategy)
-    workload = replace(settings.workload, host=target.host, port=target.port, path=target.path)
-    base = StrategyRecord(strategy=case.strategy, status=COMPLETED, server=EXTERNAL, url=target.url, python="")
+    placed = for_external(settings)  # --client-procs auto: from this machine's CPUs (harness.placement)
+    workload = replace(
+        settings.workload, host=target.host, port=target.port, path=target.path, client_procs=placed.procs
+    )
+    base = StrategyRecord(
+        strategy=case.strategy,
+        status=COMPLETED,
+        server=EXTERNAL,
+        url=target.url,
+        python="",
+        client_procs=placed.procs,
+        client_procs_why=placed.why,
+    )
     started = time.monotonic()
     before = _machine_mark()
     try:

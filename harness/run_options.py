@@ -59,7 +59,7 @@ def add_run_options(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
         default="auto",
         metavar="N|auto",
         help="asyncio engine: spread connections over N client processes; auto: one per core the server can use, "
-        "within the cores it leaves free (or half the machine), chosen per case and recorded",
+        "within the cores it leaves free (or half the machine), chosen per case and recorded; with --url: one per CPU",
     )
     load.add_argument(
         "--pin",
@@ -267,6 +267,15 @@ def add_matrix_options(parser: argparse.ArgumentParser) -> None:
         metavar="R",
         help="open loop: send R requests/s in all at fixed intended times; --concurrency is then the connection "
         "pool; asyncio engine only (default: none, closed loop)",
+    )
+    group.add_argument(
+        "--load-model",
+        default=None,
+        choices=["open", "closed"],
+        help="with --rate or --sweep rate=...: 'open' sends at intended times whatever the responses do; "
+        "'closed' paces each connection at its share of the rate but waits for each response first "
+        "(Locust's constant_throughput: the closed loop at the same throughput) (default: open with a rate, "
+        "else closed)",
     )
     group.add_argument(
         "--arrival", default="uniform", choices=list(limits.ARRIVALS), help="open loop: intended times' spacing"

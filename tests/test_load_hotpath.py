@@ -71,7 +71,7 @@ def test_a_run_thaws_the_collector_even_when_it_fails(monkeypatch: pytest.Monkey
     def fail(*_args: object, **_kwargs: object) -> None:
         raise RuntimeError("the run failed")
 
-    monkeypatch.setattr(engine_asyncio._Run, "__init__", fail)
+    monkeypatch.setattr(engine_asyncio.Run, "__init__", fail)
     with pytest.raises(RuntimeError, match="the run failed"):
         engine_asyncio.run(Workload("127.0.0.1", 9, duration_s=0.1, warmup_s=0.0))
     assert calls == ["freeze", "unfreeze"]

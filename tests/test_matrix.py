@@ -94,9 +94,27 @@ def test_open_loop_options_reach_the_workload() -> None:
     assert job.settings.workload.load_model == "open"
 
 
+def test_a_closed_load_model_with_a_rate_paces_the_closed_loop() -> None:
+    (job,) = matrix(["--strategy", "threads", "--rate", "2000", "--load-model", "closed"]).jobs
+    workload = job.settings.workload
+    assert workload.rate == 2000.0 and workload.is_paced and workload.load_model == "closed"
+    m = matrix(["--strategy", "threads", "--sweep", "rate=500,1000", "--load-model", "closed"])
+    assert [(j.settings.workload.rate, j.settings.workload.load_model) for j in m.jobs] == [
+        (500.0, "closed"),
+        (1000.0, "closed"),
+    ]
+    (plain,) = matrix(["--strategy", "threads", "--load-model", "closed"]).jobs  # no rate: as before
+    assert plain.settings.workload.rate is None and not plain.settings.workload.is_paced
+    (opened,) = matrix(["--strategy", "threads", "--rate", "10", "--load-model", "open"]).jobs
+    assert opened.settings.workload.load_model == "open"
+
+
 @pytest.mark.parametrize(
     "argv, fragment",
     [
+        (["--load-model", "open"], "--load-model open needs a rate"),
+        (["--rate", "100", "--load-model", "closed", "--arrival", "poisson"], "--arrival applies to an open-loop"),
+        (["--engine", "threads", "--rate", "100", "--load-model", "closed"], "--rate: the threads engine"),
         (["--engine", "threads", "--rate", "100"], "--rate: the threads engine is the article's closed-loop client"),
         (["--engine", "threads", "--sweep", "rate=100,200"], "--sweep rate=...: the threads engine"),
         (["--quick"], "--quick goes with --suite"),

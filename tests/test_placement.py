@@ -19,7 +19,7 @@ import pytest
 
 from harness import placement
 from harness.errors import UsageError
-from harness.placement import auto_client_procs, place, split_cpus
+from harness.placement import auto_client_procs, auto_external_procs, place, place_external, split_cpus
 from harness.settings import Settings, settings_from
 
 REPO = Path(__file__).resolve().parent.parent
@@ -87,6 +87,46 @@ def test_auto_follows_the_server_processes(monkeypatch: pytest.MonkeyPatch) -> N
     assert "1 process;" in one.why and "9 processes" in many.why
     threads = place(1, auto=True, concurrency=32, multi_process_engine=False, server_processes=9)
     assert threads.procs == 1 and "one process" in threads.why
+
+
+@pytest.mark.parametrize(
+    ("cores", "concurrency", "expected"),
+    [
+        (1, 32, 1),
+        (2, 64, 2),  # as wrk -t2 on 2 cores: the server's CPU use is unknown
+        (8, 64, 8),
+        (8, 3, 3),  # never more processes than connections
+        (64, 1000, placement.MAX_AUTO_PROCS),
+    ],
+)
+def test_auto_external_procs_is_one_per_cpu(cores: int, concurrency: int, expected: int) -> None:
+    procs, why = auto_external_procs(cores, concurrency)
+    assert procs == expected
+    assert "%d CPU" % cores in why and "did not start" in why
+    assert ("concurrency" in why) == (concurrency < cores)
+
+
+def test_place_external_follows_the_machine(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(placement, "available_cpus", lambda: list(range(4)))
+    auto = place_external(1, auto=True, concurrency=32, multi_process_engine=True)
+    assert auto.procs == 4 and auto.why.startswith("auto: a server the harness did not start")
+    assert (auto.server_cpus, auto.client_cpus) == ((), ())
+    given = place_external(3, auto=False, concurrency=32, multi_process_engine=True)
+    assert given.procs == 3 and "given" in given.why
+    threads = place_external(1, auto=True, concurrency=32, multi_process_engine=False)
+    assert threads.procs == 1 and "one process" in threads.why
+
+
+def test_a_url_run_places_its_client_from_the_cpus(monkeypatch: pytest.MonkeyPatch) -> None:
+    from harness.cli import build_parser
+
+    monkeypatch.setattr(placement, "available_cpus", lambda: list(range(2)))
+    parser = build_parser()
+    url = ["run", "--url", "http://127.0.0.1:9/"]
+    assert placement.for_external(settings_from(parser.parse_args(url))).procs == 2
+    assert placement.for_external(settings_from(parser.parse_args([*url, "-c", "1"]))).procs == 1
+    assert placement.for_external(settings_from(parser.parse_args([*url, "--client-procs", "1"]))).procs == 1
+    assert placement.for_external(settings_from(parser.parse_args([*url, "--engine", "threads"]))).procs == 1
 
 
 def test_auto_pinned_uses_the_client_cpus() -> None:

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from test_run import FAST, assert_one_sentence_error, run_harness
 
-from harness import remote
+from harness import placement, remote
 from harness.errors import UsageError
 from harness.load.metrics import LatencyHistogram
 
@@ -131,6 +131,9 @@ def test_url_records_an_external_server(served: int, tmp_path: Path) -> None:
     assert record["requests"]["ok"] > 0 and record["requests"]["hang"] == 0
     assert record["server_cpu_util"] is None and record["server_cpu_s_per_1k"] is None
     assert (record["server_peak_rss_mb"], record["server_fds"], record["stop"]) == (None, [], None)
+    # --client-procs auto against a server the harness did not start: one process per CPU (FAST: -c 4)
+    assert record["client_procs"] == min(4, len(placement.available_cpus())), record
+    assert "did not start" in record["client_procs_why"]
 
 
 @pytest.mark.slow

@@ -100,6 +100,16 @@ def test_the_rate_knee_is_the_last_level_before_the_first_failure() -> None:
     assert "p99 60.0 ms over the 50 ms SLO at 2000/s" in found["reason"]
 
 
+def test_a_paced_closed_loop_rate_sweep_says_its_knee_hides_stalls() -> None:
+    from dataclasses import replace as with_
+
+    records = [with_(record({"rate": r}), load_model="closed") for r in (500.0, 1000.0)]
+    (found,) = knees(records, slo_p99_ms=50.0)
+    assert found["knee"] == 1000.0 and "paced closed loop" in found["reason"]
+    (opened,) = knees([record({"rate": r}) for r in (500.0, 1000.0)], slo_p99_ms=50.0)
+    assert "paced" not in opened["reason"]
+
+
 @pytest.mark.parametrize(
     "failing, why",
     [

@@ -76,14 +76,16 @@ def get(name: str) -> Engine:
 def run_bound_s(workload: Workload) -> float:
     """Seconds from a run's start to the last instant a legitimate run can still be working:
     warm-up, the measurement (for `requests=N`, every request of a connection hanging in turn,
-    or the open-loop schedule of N requests), then one deadline for the last requests."""
+    or the open-loop schedule of N requests; a paced connection also waits for each slot), then
+    one deadline for the last requests."""
     if workload.duration_s is not None:
         length = workload.duration_s
-    elif workload.rate is not None:
+    elif workload.rate is not None and not workload.is_paced:
         length = (workload.requests or 0) / workload.share_rate()
     else:
         per_connection = math.ceil((workload.requests or 0) / workload.concurrency)
-        length = per_connection * (workload.deadline_s + REQUEST_SLACK_S)
+        pace = workload.pace_period_s() if workload.is_paced else 0.0  # a paced request waits for its slot too
+        length = per_connection * (workload.deadline_s + REQUEST_SLACK_S + pace)
     return workload.warmup_s + length + workload.deadline_s
 
 

@@ -69,7 +69,8 @@ class LoadResult:
     - `error_detail`: errno names (and similar) behind refused/reset outcomes, for diagnosis:
       e.g. EADDRNOTAVAIL means the *client* ran out of ephemeral ports.
     - `load_model`: "closed" or "open"; `arrival`: "uniform"/"poisson" (open loop), else "".
-    - `intended_rate_rps`: the rate asked for (open loop; None in closed loop);
+    - `intended_rate_rps`: the rate asked for (open loop, or the pace of a paced closed loop;
+      None in a plain closed loop);
       `achieved_rate_rps`: measured requests actually sent per second of measurement.
     - `requests_intended`/`requests_sent`/`late_sends`: measured requests that came due, were
       sent, and were dispatched late by the client with a connection free (open_loop.py).
@@ -153,12 +154,14 @@ class LoadResult:
         service: LatencyHistogram | None = None,
         intervals: Sequence[tuple[Mapping[str, int], LatencyHistogram]] | None = (),
         schedule: ScheduleStats | None = None,
+        paced_rps: float | None = None,
     ) -> LoadResult:
         """Assemble a result from raw measurements, computing every derived field.
 
         `service` defaults to `histogram` (closed loop); `intervals` are (counts, corrected ok
         histogram) per second of measurement (None: no series is known, e.g. merging records
-        from before the series existed); `schedule` is given for an open-loop run."""
+        from before the series existed); `schedule` is given for an open-loop run, `paced_rps`
+        for a paced closed loop (the rate it was paced at: its intended rate)."""
         full = _full_counts(counts)
         total = sum(full.values())
         if client_cpu_util is None:
@@ -183,7 +186,7 @@ class LoadResult:
             error_detail=dict(sorted((error_detail or {}).items())),
             load_model="open" if schedule is not None else "closed",
             arrival=schedule.arrival if schedule is not None else "",
-            intended_rate_rps=float(schedule.intended_rate_rps) if schedule is not None else None,
+            intended_rate_rps=float(schedule.intended_rate_rps) if schedule is not None else paced_rps,
             achieved_rate_rps=sent / elapsed_s if elapsed_s > 0 else 0.0,
             requests_intended=schedule.intended if schedule is not None else total,
             requests_sent=sent,
@@ -297,6 +300,7 @@ def merge(results: Sequence[LoadResult]) -> LoadResult:
         service=service,
         intervals=series_or_none,
         schedule=schedule,
+        paced_rps=None if schedule or not first.intended_rate_rps else sum(r.intended_rate_rps or 0.0 for r in results),
     )
     return replace(merged, timelines=timelines, hang_milestones=milestones)
 

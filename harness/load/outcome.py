@@ -194,6 +194,7 @@ class Tally:
         loop: str,
         partial: bool,
         schedule: ScheduleStats | None = None,
+        paced_rps: float | None = None,
     ) -> LoadResult:
         util = cpu_s / cpu_wall_s if cpu_wall_s > 0 else 0.0
         return LoadResult.build(
@@ -209,4 +210,5 @@ class Tally:
             service=self.service_histogram(),
             intervals=self.series(),
             schedule=schedule,
+            paced_rps=paced_rps,
         )

@@ -12,6 +12,11 @@ requests are sent at intended times drawn from `arrival` ("uniform" or "poisson"
 independent Poisson stream of rate/n: the superposition is Poisson at `rate`), recorded as
 `stream`/`streams`, so the processes together send the one schedule the user asked for.
 
+Paced closed loop (`rate` with `paced`): Locust's `constant_throughput`. Each connection starts
+a request every `pace_period_s()`, but only once its previous response is in: a slow server
+slows the client (coordinated omission, kept on purpose). It is the closed-loop run "at the
+same throughput" as an open-loop run at `rate`, which a plain closed loop cannot be slowed to.
+
 The work limits mirror the server's `harness.server.app` limits on purpose, but are copied rather than
 imported: the client side never imports the server side (they meet only over TCP).
 """
@@ -57,6 +62,7 @@ class Workload:
     bytes: int = 64
     client_procs: int = 1  # asyncio engine only: spread connections over N processes
     rate: float | None = None  # open loop: requests/s in total; None: closed loop
+    paced: bool = False  # with `rate`: a closed loop paced at it (without one: a plain closed loop)
     arrival: str = "uniform"  # open loop: "uniform" | "poisson" intended start times
     seed: int = 0  # open loop: seeds the poisson arrivals (a run can be repeated exactly)
     stream: int = 0  # open loop, set by share(): this process's part of the schedule...
@@ -66,14 +72,24 @@ class Workload:
 
     @property
     def load_model(self) -> str:
-        """ "open" when a rate is given, else "closed"."""
-        return engines.CLOSED if self.rate is None else engines.OPEN
+        """ "open" when a rate is given (unless paced), else "closed"."""
+        return engines.CLOSED if self.rate is None or self.paced else engines.OPEN
+
+    @property
+    def is_paced(self) -> bool:
+        """A closed loop paced at `rate`."""
+        return self.paced and self.rate is not None
 
     def share_rate(self) -> float:
-        """The requests/s this process's part of the schedule sends (open loop only)."""
+        """The requests/s this process's part of the schedule sends (open or paced loop)."""
         if self.rate is None:
             raise WorkloadError("a closed-loop workload has no rate")
         return self.rate / self.streams
+
+    def pace_period_s(self) -> float:
+        """Paced closed loop: the interval between one connection's request starts, so that
+        this process's connections together start `share_rate()` requests a second."""
+        return self.concurrency / self.share_rate()
 
     def target(self) -> str:
         if self.path is not None:

@@ -5,7 +5,8 @@
   completed, and at least 99 % of the intended rate achieved. Levels are taken in increasing
   order and the knee is the last one that passes before the first that fails: a level that
   passes again above a failure (a lucky second) does not move the knee up. None when the
-  lowest level already fails.
+  lowest level already fails. A paced closed-loop rate sweep (`--load-model closed`) gets the
+  same test, and its reason says that its latencies hide stalls.
 - **Concurrency sweep** (closed loop): the concurrency at peak throughput (mean over the
   repetitions) among the levels that completed without a hang; more in flight past it only
   queues.
@@ -44,6 +45,10 @@ def knees(records: Sequence[Any], slo_p99_ms: float = DEFAULT_SLO_P99_MS) -> lis
     for (name, workload, kind), levels in groups.items():
         ordered = sorted(levels.items())
         knee, reason = _rate_knee(ordered, slo_p99_ms) if kind == "rate" else _concurrency_knee(ordered)
+        if kind == "rate" and record_value(ordered[0][1][0], "load_model", "open") == "closed":
+            reason += (
+                "; a paced closed loop: latency from each send, a stall hidden (the open loop's knee is the honest one)"
+            )
         out.append(
             {
                 "case": name,

@@ -134,6 +134,13 @@ def notes(record: StrategyRecord) -> List[str]:
                 else "every connection was busy: the server is the limit, or -c is too small for the rate"
             )
             out.append("achieved %.0f of %g req/s intended (%s)" % (achieved, record.intended_rate_rps, who))
+    elif record.intended_rate_rps:  # a paced closed loop
+        achieved = record.achieved_rate_rps or 0.0
+        if achieved < RATE_KEPT * record.intended_rate_rps:
+            out.append(
+                "achieved %.0f of the %g req/s paced: a closed loop waits for each response, so a slower server "
+                "is sent less" % (achieved, record.intended_rate_rps)
+            )
     if record.client_bound:
         out.append(client_bound_hint(record))
     if record.partial:
