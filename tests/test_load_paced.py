@@ -23,7 +23,7 @@ from load_servers import timed_server
 from harness.load import Workload, run_load
 from harness.load.engines import run_bound_s
 from harness.load.metrics import OK
-from harness.load.timers import Timers
+from harness.load.timers import MIN_PRECISE_S, MIN_TIMER_S, Timers, wake_floor_s
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -76,6 +76,16 @@ def test_timers_use_a_timerfd_on_linux() -> None:
 def test_a_timer_set_by_a_callback_fires_too(precise: bool) -> None:
     fired, _ = _fire(precise, [0.001, 0.050], chain=True)
     assert [index for index, _, _ in fired] == [0, 99, 1]
+
+
+def test_the_wake_up_floor_grows_with_the_rate_between_100_us_and_1_ms() -> None:
+    assert wake_floor_s(2000.0) == MIN_PRECISE_S  # 0.5 ms apart: a wake-up per request
+    assert wake_floor_s(10_000.0) == pytest.approx(MIN_PRECISE_S)
+    assert wake_floor_s(50_000.0) == pytest.approx(0.0005)
+    assert wake_floor_s(1e6) == MIN_TIMER_S
+    rates = [1e3 * 2**k for k in range(10)]
+    floors = [wake_floor_s(r) for r in rates]
+    assert floors == sorted(floors)
 
 
 def test_close_drops_pending_timers_and_the_descriptor() -> None:

@@ -47,7 +47,7 @@ from .rawconn import Poller, available
 from .schedule import CpuWindow, Progress, Schedule
 from .slots import IDLE, OpenSlot, PacedSlot, Slot
 from .timeline import TimelineBook
-from .timers import Timers
+from .timers import Timers, wake_floor_s
 from .workload import Workload
 
 ProgressFn = Callable[[Progress], None]
@@ -139,7 +139,7 @@ class Run:
         self.tally = Tally(schedule.measure_start, service=open_loop)
         self.loop.call_later(max(0.0, schedule.measure_start - time.monotonic()), self.cpu.begin)
         if workload.rate is not None:
-            self.timers = Timers(self.loop)
+            self.timers = Timers(self.loop, floor_s=wake_floor_s(workload.share_rate()))
         if not workload.keep_alive and available():
             self.poller = Poller(self.loop, self.family, self.address, self.port, self.request, workload.concurrency)
         try:
