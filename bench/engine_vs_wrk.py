@@ -1,6 +1,6 @@
 """How close hangbench's load engine comes to wrk, against nginx, in one run.
 
-    .venv/bin/python bench/engine_vs_wrk.py [--trials 3] [--duration 5] [--client-procs N]
+    .venv/bin/python bench/engine_vs_wrk.py [--trials 3] [--duration 5] [--client-procs N|auto]
 
 Starts nginx on 127.0.0.1 (a throw-away configuration in a temporary folder: `daemon off`,
 2 worker processes, `access_log off`, every request answered `200` with the 64-byte body that
@@ -8,12 +8,15 @@ hangbench's default request `/work?cpu_us=0&sleep_ms=0&bytes=64` gets from its o
 then, for both connection modes (keep-alive, and `Connection: close`), alternates
 
     wrk -t2 -c64 -d5s [-H "Connection: close"] URL
-    run_load(Workload(host, port, concurrency=64, duration_s=5, connection=MODE))
+    run_load(Workload(host, port, concurrency=64, duration_s=5, connection=MODE, client_procs=P))
 
 `--trials` times (the order flips every trial so that drift in a shared machine's load does
 not favour one side), and prints each rate, the medians and the ratio engine / wrk per mode.
 nginx is the server because it is not the bottleneck for either client: the ratio is the
-client's own ceiling. nginx is always stopped (SIGQUIT, then SIGKILL of its process group).
+client's own ceiling. P is what `python -m harness --url URL` would choose by default
+(`--client-procs auto` for a server it did not start: harness.placement.place_external, one
+client process per CPU, as wrk -t), unless `--client-procs N` is given. nginx is always
+stopped (SIGQUIT, then SIGKILL of its process group).
 
 A documented script rather than a test: the figures depend on the machine and its load.
 """
@@ -26,11 +29,11 @@ from typing import Dict, List
 
 import wrkrun
 
-from harness.load import Workload, run_load
+from harness import placement
+from harness.load import Workload, engines, run_load
 
 MODES = ("keep-alive", "close")
 TARGET = "/work?cpu_us=0&sleep_ms=0&bytes=64"  # what the engine sends by default
-DEFAULT_CLIENT_PROCS = Workload(wrkrun.HOST, 1).client_procs  # the engine's own default
 
 
 def engine_rps(port: int, mode: str, duration_s: int, concurrency: int, client_procs: int, warmup_s: float) -> float:
@@ -50,6 +53,15 @@ def engine_rps(port: int, mode: str, duration_s: int, concurrency: int, client_p
     return float(result.throughput_rps)
 
 
+def client_procs(text: str, connections: int) -> placement.Placement | None:
+    """The engine's client processes: as `python -m harness --url` places them, or as given;
+    None for a value that is neither auto nor a number from 1 to `connections`."""
+    auto = text == placement.AUTO
+    if not auto and not (text.isdigit() and 1 <= int(text) <= connections):
+        return None
+    return placement.place_external(1 if auto else int(text), auto, connections, engines.get("asyncio").multi_process)
+
+
 def main(argv: List[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--trials", type=int, default=3, help="alternating trials per mode (default 3; median)")
@@ -58,9 +70,8 @@ def main(argv: List[str] | None = None) -> int:
     parser.add_argument("--wrk-threads", type=int, default=2, help="wrk -t (default 2)")
     parser.add_argument(
         "--client-procs",
-        type=int,
-        default=DEFAULT_CLIENT_PROCS,
-        help="engine client processes (default: the engine's default, %d)" % DEFAULT_CLIENT_PROCS,
+        default=placement.AUTO,
+        help="engine client processes, or auto (default): what the harness chooses for a --url run",
     )
     parser.add_argument(
         "--engine-warmup", type=float, default=1.0, help="engine warm-up before its measurement, seconds (default 1)"
@@ -70,9 +81,15 @@ def main(argv: List[str] | None = None) -> int:
     if not 1 <= args.trials <= 20 or not 1 <= args.duration <= 60:
         print("engine_vs_wrk: error: --trials must be 1..20 and --duration 1..60 seconds", file=sys.stderr)
         return 2
+    placed = client_procs(args.client_procs, args.connections)
+    if placed is None:
+        print("engine_vs_wrk: error: --client-procs must be auto or 1..%d" % args.connections, file=sys.stderr)
+        return 2
+    args.client_procs = placed.procs
 
     rates: Dict[str, Dict[str, List[float]]] = {m: {"wrk": [], "engine": []} for m in MODES}
     print("machine: %s" % wrkrun.machine())
+    print("engine client processes: %d (%s)" % (placed.procs, placed.why))
     try:
         with wrkrun.nginx(args.nginx_workers) as port:
             url = "http://%s:%d%s" % (wrkrun.HOST, port, TARGET)

@@ -15,14 +15,23 @@ Workloads (wrk -t2, keep-alive unless said):
     cpu500      GET /work?cpu_us=500             -c64
     sleep20     GET /work?sleep_ms=20            -c256
 
+`--field` measures the field instead, in one run: nginx (2 workers, `return 200` with the same
+64-byte body), uvicorn `--workers 2` and every sound built-in, all on `GET /` keep-alive
+(wrk -t2 -c64), interleaved (the order rotates every trial); the table gives each one's ratio
+to nginx and to uvicorn. `--json PATH` also writes every trial's figures, the medians and the
+machine to PATH (results/reference/twins-vs-builtins.json is one, cited by docs/twins.md).
+
 A documented script rather than a test: the figures depend on the machine and its load.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Dict, List, Optional, Tuple, Type
 
 import wrkrun
@@ -111,23 +120,96 @@ def measure(
     return rates
 
 
+def sound_builtins() -> List[str]:
+    """Every built-in that is not broken on purpose and can run here, in registry order."""
+    names = []
+    for name, entry in discover().items():
+        cls = entry.cls
+        if entry.source == "builtin" and cls is not None and cls.broken is None and not entry.unavailable:
+            names.append(name)
+    return names
+
+
+def measure_field(trials: int, duration_s: int) -> Dict[str, List[float]]:
+    """{server: [rps per trial]} for nginx, uvicorn x2 and the sound built-ins, all started at
+    once and measured in a rotating order, so that drift in the machine's load favours none."""
+    rates: Dict[str, List[float]] = {}
+    started: Dict[str, wrkrun.Server] = {}
+    with wrkrun.nginx("2") as nginx_port:
+        try:
+            urls = {"nginx": "http://%s:%d/" % (wrkrun.HOST, nginx_port)}
+            for name, spec, args in [("uvicorn x2", twin_spec(servers.Uvicorn), ["--workers", "2"])] + [
+                (name, name, []) for name in sound_builtins()
+            ]:
+                started[name] = wrkrun.start_server(spec, args)
+                urls[name] = started[name].url("/")
+            for url in urls.values():
+                wrkrun.wrk(url, duration_s=1)  # warm-up
+            names = list(urls)
+            for trial in range(trials):
+                shift = trial % len(names)
+                for name in names[shift:] + names[:shift]:
+                    result = wrkrun.wrk(urls[name], 2, 64, duration_s)
+                    rates.setdefault(name, []).append(result.rps)
+                    note = "  (%d errors)" % result.errors if result.errors else ""
+                    print("  trial %d  %-16s %9.0f req/s%s" % (trial + 1, name, result.rps, note), flush=True)
+        finally:
+            for server in started.values():
+                wrkrun.stop_server(server)
+    return rates
+
+
+def field_rows(rates: Dict[str, List[float]]) -> List[List[str]]:
+    medians = {name: wrkrun.median(values) for name, values in rates.items()}
+    nginx, uvicorn = medians["nginx"], medians["uvicorn x2"]
+    order = sorted(medians, key=lambda name: -medians[name])
+    return [
+        [
+            name,
+            "%.0f" % medians[name],
+            "%.2f" % wrkrun.ratio(medians[name], nginx),
+            "%.2f" % wrkrun.ratio(medians[name], uvicorn),
+        ]
+        for name in order
+    ]
+
+
+def write_json(path: str, argv: List[str], machine: str, data: Dict[str, object]) -> None:
+    record = {
+        "command": "python bench/twins_vs_builtins.py " + " ".join(argv),
+        "machine": machine,
+        "finished": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
+        **data,
+    }
+    Path(path).write_text(json.dumps(record, indent=1) + "\n")
+    print("figures: %s" % path)
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--trials", type=int, default=3, help="interleaved trials per workload (default 3; median)")
     parser.add_argument("--duration", type=int, default=5, help="seconds per wrk run (default 5)")
     parser.add_argument("--only", default="", help="comma-separated built-in or twin names to include")
+    parser.add_argument("--field", action="store_true", help="nginx, uvicorn x2 and every sound built-in on GET /")
+    parser.add_argument("--json", default=None, metavar="PATH", help="also write every figure to PATH")
     args = parser.parse_args(argv)
     if not 1 <= args.trials <= 20 or not 1 <= args.duration <= 60:
         print("twins_vs_builtins: error: --trials must be 1..20 and --duration 1..60 seconds", file=sys.stderr)
         return 2
     only = [n.strip() for n in args.only.split(",") if n.strip()] or None
-    print("machine: %s" % wrkrun.machine())
-    rows = []
+    machine = wrkrun.machine()
+    print("machine: %s" % machine)
+    rows: List[List[str]] = []
+    trials: Dict[str, object] = {}
     try:
-        for builtin, twin, loads in runnable_pairs(only):
+        if args.field:
+            field = measure_field(args.trials, args.duration)
+            rows, trials = field_rows(field), {"field": field}
+        for builtin, twin, loads in [] if args.field else runnable_pairs(only):
             name = twin.name
             print("%s vs %s" % (builtin, name), flush=True)
             rates = measure(builtin, twin, loads, args.trials, args.duration)
+            trials["%s vs %s" % (builtin, name)] = rates
             for load in loads:
                 b, t = wrkrun.median(rates[load]["builtin"]), wrkrun.median(rates[load]["twin"])
                 rows.append([load, builtin, "%.0f" % b, name, "%.0f" % t, "%.2f" % wrkrun.ratio(b, t)])
@@ -135,8 +217,19 @@ def main(argv: Optional[List[str]] = None) -> int:
         print("twins_vs_builtins: error: %s" % error, file=sys.stderr)
         return 2
     print()
-    print("wrk -t2 -d%ds, median of %d interleaved trials; ratio = built-in / twin" % (args.duration, args.trials))
-    wrkrun.print_table(["workload", "built-in", "req/s", "twin", "req/s", "ratio"], rows)
+    if args.field:
+        headers = ["server", "req/s", "/ nginx", "/ uvicorn x2"]
+        print("GET / keep-alive, wrk -t2 -c64 -d%ds, median of %d rotating trials" % (args.duration, args.trials))
+    else:
+        headers = ["workload", "built-in", "req/s", "twin", "req/s", "ratio"]
+        print("wrk -t2 -d%ds, median of %d interleaved trials; ratio = built-in / twin" % (args.duration, args.trials))
+    wrkrun.print_table(headers, rows)
+    if args.json:
+        keys = ["workload", "built-in", "built-in req/s", "twin", "twin req/s", "ratio"] if not args.field else headers
+        table = [dict(zip(keys, row, strict=True)) for row in rows]
+        write_json(
+            args.json, list(argv if argv is not None else sys.argv[1:]), machine, {"table": table, "trials": trials}
+        )
     return 0
 
 
