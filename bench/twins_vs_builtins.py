@@ -19,7 +19,7 @@ Workloads (wrk -t2, keep-alive unless said):
 64-byte body), uvicorn `--workers 2` and every sound built-in, all on `GET /` keep-alive
 (wrk -t2 -c64), interleaved (the order rotates every trial); the table gives each one's ratio
 to nginx and to uvicorn. `--json PATH` also writes every trial's figures, the medians and the
-machine to PATH (results/reference/twins-vs-builtins.json is one, cited by docs/twins.md).
+machine to PATH (results/reference/bench/twins-vs-builtins.json is one, cited by docs/twins.md).
 
 A documented script rather than a test: the figures depend on the machine and its load.
 """
