@@ -137,3 +137,35 @@ def test_nothing_is_left_open() -> None:
     with ScriptedServer("ok") as server:
         run_load(workload(server.port, "asyncio", concurrency=8, duration_s=0.2))
     assert len(os.listdir("/proc/self/fd")) <= before
+
+
+def test_a_socket_that_stays_readable_cannot_hold_the_loop() -> None:
+    # A server streaming faster than the client reads never lets recv say EAGAIN: one
+    # readiness may read only MAX_READS_PER_READY chunks, then the connection goes back to the
+    # loop's queue (call_soon), so the ticker and the other connections get their turns.
+    class Endless:
+        reads = 0
+
+        def recv(self, size: int) -> bytes:
+            self.reads += 1
+            return b"x" * 16
+
+    class Loop:
+        def __init__(self) -> None:
+            self.soon: list[object] = []
+
+        def call_soon(self, callback: object, *args: object) -> None:
+            self.soon.append(callback)
+
+    class Sink:
+        def on_data(self, conn: object, data: bytes) -> None:
+            pass
+
+    loop, sock = Loop(), Endless()
+    poller = object.__new__(rawconn.Poller)
+    poller.loop = loop  # type: ignore[assignment]
+    conn = rawconn.RawConn(Sink(), poller)  # type: ignore[arg-type]
+    conn.sock, conn.connected = sock, True  # type: ignore[assignment]
+    conn.ready()
+    assert sock.reads == rawconn.MAX_READS_PER_READY <= 64
+    assert loop.soon == [conn.ready] and not conn.busy and not conn.closing

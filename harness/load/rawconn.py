@@ -42,6 +42,10 @@ import socket
 from typing import Protocol
 
 RECV_BYTES = 64 * 1024
+# Reads per readiness before the loop's other callbacks (the ticker among them) get a turn: a
+# server streaming faster than the client reads could otherwise hold the loop in one callback.
+# Edge-triggered, the rest would get no new event, so the connection is called again at once.
+MAX_READS_PER_READY = 16
 MAX_EVENTS = 1024  # per epoll.poll: its event array is allocated on every call
 ONE_SEGMENT_BYTES = 1400  # what one segment carries on a 1500-byte MTU path (loopback's is larger)
 _IN = select.EPOLLIN | select.EPOLLET if hasattr(select, "EPOLLET") else 0
@@ -162,10 +166,14 @@ class RawConn:
         if sock is None:
             return  # closed meanwhile
         self.busy = True
-        while not self.closing:
+        drained = False
+        for _ in range(MAX_READS_PER_READY):
+            if self.closing:
+                break
             try:
                 data = sock.recv(RECV_BYTES)
             except BlockingIOError:
+                drained = True
                 break
             except OSError as error:
                 self.closing = True
@@ -179,6 +187,8 @@ class RawConn:
         self.busy = False
         if self.closing:
             self._close()
+        elif not drained:  # a server that streams faster than this reads: go on after the others
+            self.poller.loop.call_soon(self.ready)
 
     def client_port(self) -> int | None:
         """This end's port, read once and only when asked (None before the connection is up)."""
