@@ -185,6 +185,21 @@ def test_serve_blocking_cuts_a_slow_head_with_408() -> None:
     assert status == 408 and headers["connection"] == "close"
 
 
+def test_serve_blocking_lingers_after_a_408() -> None:
+    # The slow client's next byte, sent after the 408 went out, must find the server still
+    # reading (FIN sent, discarding): closed at once, the server would answer it with a reset
+    # that can destroy the 408 before the client has read it.
+    def client(sock: socket.socket) -> bytes:
+        sock.sendall(b"GET / HTTP/1.1\r\n")
+        first = sock.recv(65536)  # the 408, after the 0.3 s head deadline
+        time.sleep(0.05)
+        sock.sendall(b"X-Late: 1\r\n")
+        return first + read_to_eof(sock)
+
+    [(status, _headers, _)] = split_responses(run_blocking(client, idle_timeout_s=60.0, server_app=app(0.3)))
+    assert status == 408
+
+
 def test_serve_blocking_closes_a_silent_new_connection_at_the_head_deadline() -> None:
     # The idle timeout (60 s) is far beyond the client's own read timeout: only the head
     # deadline can close this connection in time.

@@ -184,9 +184,13 @@ class HttpSession:
         return self.head_deadline is not None and (time.monotonic() if now is None else now) >= self.head_deadline
 
     def timed_out(self) -> bytes:
-        """The read timed out: close, with a 408 if a head had begun (b"" otherwise)."""
+        """The read timed out: close, with a 408 if a head had begun (b"" otherwise). A 408 is
+        an error response like the others: a blocking server lingers after it (`linger`), else
+        a byte the slow client sends meanwhile makes the close a reset that can destroy the 408
+        before the client reads it."""
         self.open = False
         if self.parser.in_head:
+            self.linger = True
             return render(TIMED_OUT, None, False)
         return b""
 
