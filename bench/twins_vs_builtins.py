@@ -218,14 +218,14 @@ def main(argv: Optional[List[str]] = None) -> int:
         return 2
     print()
     if args.field:
-        headers = ["server", "req/s", "/ nginx", "/ uvicorn x2"]
+        keys = headers = ["server", "req/s", "/ nginx", "/ uvicorn x2"]
         print("GET / keep-alive, wrk -t2 -c64 -d%ds, median of %d rotating trials" % (args.duration, args.trials))
     else:
         headers = ["workload", "built-in", "req/s", "twin", "req/s", "ratio"]
+        keys = ["workload", "built-in", "built-in req/s", "twin", "twin req/s", "ratio"]  # JSON keys are unique
         print("wrk -t2 -d%ds, median of %d interleaved trials; ratio = built-in / twin" % (args.duration, args.trials))
     wrkrun.print_table(headers, rows)
     if args.json:
-        keys = ["workload", "built-in", "built-in req/s", "twin", "twin req/s", "ratio"] if not args.field else headers
         table = [dict(zip(keys, row, strict=True)) for row in rows]
         write_json(
             args.json, list(argv if argv is not None else sys.argv[1:]), machine, {"table": table, "trials": trials}

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import List
 
 import pytest
+from test_adversarial_inputs import PREFIX, one_error_line
 
 from harness import cli
 from harness import run as run_module
@@ -35,7 +36,6 @@ from harness.supervise.readyline import ReadyLineError, parse_ready, requested_h
 
 REPO = Path(__file__).resolve().parent.parent
 MISBEHAVING = REPO / "tests" / "misbehaving"
-PREFIX = "hangbench: error: "
 
 
 @pytest.fixture
@@ -51,12 +51,7 @@ def nothing_starts(monkeypatch: pytest.MonkeyPatch) -> None:
 def refused(argv: List[str], capsys: pytest.CaptureFixture[str]) -> str:
     """Run the command line in process; it must exit 2 with exactly one error line; return it."""
     assert cli.main(argv) == 2
-    _, err = capsys.readouterr()
-    assert "Traceback" not in err
-    lines = err.splitlines()
-    assert len(lines) == 1, err
-    assert lines[0].startswith(PREFIX), err
-    return lines[0]
+    return one_error_line(capsys)
 
 
 def run_argv(tmp_path: Path, *options: str) -> List[str]:

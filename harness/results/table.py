@@ -125,22 +125,16 @@ def record_names(records: Sequence[StrategyRecord]) -> List[str]:
 
 def notes(record: StrategyRecord) -> List[str]:
     out = []
-    if record.load_model == "open" and record.intended_rate_rps:
-        achieved = record.achieved_rate_rps or 0.0
-        if achieved < RATE_KEPT * record.intended_rate_rps:
-            who = (
-                "the client could not keep the schedule"
-                if record.client_bound
-                else "every connection was busy: the server is the limit, or -c is too small for the rate"
-            )
-            out.append("achieved %.0f of %g req/s intended (%s)" % (achieved, record.intended_rate_rps, who))
-    elif record.intended_rate_rps:  # a paced closed loop
-        achieved = record.achieved_rate_rps or 0.0
-        if achieved < RATE_KEPT * record.intended_rate_rps:
-            out.append(
-                "achieved %.0f of the %g req/s paced: a closed loop waits for each response, so a slower server "
-                "is sent less" % (achieved, record.intended_rate_rps)
-            )
+    intended = record.intended_rate_rps
+    achieved = record.achieved_rate_rps or 0.0
+    if intended and achieved < RATE_KEPT * intended:
+        if record.load_model != "open":  # a paced closed loop
+            why = "paced: a closed loop waits for each response, so a slower server is sent less"
+        elif record.client_bound:
+            why = "the client could not keep the schedule"
+        else:
+            why = "every connection was busy: the server is the limit, or -c is too small for the rate"
+        out.append("achieved %.0f of %g req/s intended (%s)" % (achieved, intended, why))
     if record.client_bound:
         out.append(client_bound_hint(record))
     if record.partial:

@@ -35,6 +35,7 @@ from typing import Any, Deque, Dict, List, Optional, Union
 
 # Closed under us (the reactor is stopping): the caller treats the connection as over.
 _GONE = (OSError, ValueError)
+DRAIN_READS = 64  # reads of the wake-up pair per drain: 64 x 4 KiB is more than its buffer holds
 
 
 class Waiter:
@@ -66,23 +67,42 @@ class _WakePipe:
 
     def drain(self) -> None:
         try:
-            while self.r.recv(4096):
-                pass
+            for _ in range(DRAIN_READS):  # bounded: wake-up bytes are one each, reads take 4 KiB
+                if not self.r.recv(4096):
+                    return
         except OSError:
-            pass
+            pass  # empty (EAGAIN) or closed
 
     def close(self) -> None:
         self.r.close()
         self.w.close()
 
 
-class EpollPoller:
+class _Poller:
+    """What both pollers share: the wake-up pipe, and disarming a connection."""
+
+    def __init__(self) -> None:
+        self._pipe = _WakePipe()
+
+    def disarm(self, conn: Waiter) -> None:
+        """Stop waiting for a waiting `conn` (selector thread; the caller holds `conn.lock`)."""
+        conn.waiting = False
+        self.forget(conn)
+
+    def forget(self, conn: Waiter) -> None:
+        raise NotImplementedError
+
+    def wake(self) -> None:
+        self._pipe.wake()
+
+
+class EpollPoller(_Poller):
     """epoll, connections with EPOLLONESHOT, re-armed by whichever thread finished with them."""
 
     def __init__(self) -> None:
+        super().__init__()
         self._epoll = select.epoll()
         self._data: Dict[int, Any] = {}  # fd -> what poll() returns for it
-        self._pipe = _WakePipe()
         self._epoll.register(self._pipe.r.fileno(), select.EPOLLIN)
 
     def add(self, fd: int, data: Any) -> None:
@@ -112,11 +132,6 @@ class EpollPoller:
                 return False
         return True
 
-    def disarm(self, conn: Waiter) -> None:
-        """Stop waiting for a waiting `conn` (selector thread; the caller holds `conn.lock`)."""
-        conn.waiting = False
-        self.forget(conn)
-
     def forget(self, conn: Waiter) -> None:
         """Before closing `conn` (any thread, `conn` not waiting): out of the interest set."""
         if conn.registered:
@@ -142,21 +157,18 @@ class EpollPoller:
             ready.append(data)
         return ready
 
-    def wake(self) -> None:
-        self._pipe.wake()
-
     def close(self) -> None:
         self._epoll.close()
         self._pipe.close()
 
 
-class SelectorPoller:
+class SelectorPoller(_Poller):
     """`selectors`, the one-shot wait emulated: unregister on each event, re-register what
     pool threads hand back (through a deque and the wake-up pipe)."""
 
     def __init__(self) -> None:
+        super().__init__()
         self._selector = selectors.DefaultSelector()
-        self._pipe = _WakePipe()
         self._selector.register(self._pipe.r, selectors.EVENT_READ, None)
         self._returned: Deque[Waiter] = collections.deque()
 
@@ -173,10 +185,6 @@ class SelectorPoller:
         self._returned.append(conn)
         self._pipe.wake()
         return True
-
-    def disarm(self, conn: Waiter) -> None:
-        conn.waiting = False
-        self.forget(conn)
 
     def forget(self, conn: Waiter) -> None:
         if conn.registered:
@@ -206,9 +214,6 @@ class SelectorPoller:
         conn.last_active = time.monotonic()
         self._selector.register(conn.sock, selectors.EVENT_READ, conn)
         conn.registered = True
-
-    def wake(self) -> None:
-        self._pipe.wake()
 
     def close(self) -> None:
         self._selector.close()
