@@ -142,6 +142,8 @@ class Timers:
     def _arm(self, when: float) -> None:
         if self._fd is not None:
             when = max(when, time.monotonic() + self.floor_s)
+            if self._armed is not None and when >= self._armed:
+                return  # the floor keeps the wake-up already set: no system call
             self._armed = when
             self._fd.arm(when)
             return
