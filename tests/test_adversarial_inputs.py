@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -230,7 +231,12 @@ def test_a_plugin_printing_at_import_cannot_forge_the_ready_line(tmp_path: Path)
         assert first["pid"] == process.pid and first["port"] != 1
     finally:
         process.terminate()
-        _, err = process.communicate(timeout=30)
+        try:
+            _, err = process.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)  # its own session: it and only what it started
+            process.communicate(timeout=10)
+            raise
     assert b'"port": 1' in err  # the plugin's print went to stderr, where logs go
 
 

@@ -4,7 +4,9 @@ Shaped for speed, because the client must never be the bottleneck it claims to m
 - callbacks, not coroutines, on the hot path: each slot is a small state machine driven by
   asyncio Protocol callbacks; a keep-alive response arrives in `data_received` and the next
   request is written from there, with no task, future or await per request;
-- one pre-built request (bytes), one sans-I/O `ResponseReader` per slot, reused;
+- one pre-built request (bytes), one sans-I/O `ResponseReader` per slot, reused; a response
+  that repeats the last `ok` one is recorded and answered with the next request in a few steps
+  (the slots' hot path, slots.py);
 - no timer per request: a ticker sweeps all slots every few milliseconds and ends the ones
   past their deadline as `hang` (a response completing after the deadline is a hang too, so
   the sweep's granularity never changes a classification);
@@ -123,6 +125,9 @@ class Run:
         self.timers: Timers | None = None  # open or paced loop: the intended times' alarms
         self.poller: Poller | None = None  # close mode: the raw connections' epoll set
         self.pace_s = workload.pace_period_s() if workload.is_paced else 0.0
+        # A plain closed loop (its slots send again at once): repeated `ok` responses take the
+        # slots' hot path (Slot.on_data).
+        self.hot = workload.load_model != engines.OPEN and not workload.is_paced
 
     def slot_idle(self) -> None:
         self.idle += 1

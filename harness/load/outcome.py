@@ -134,15 +134,26 @@ class Tally:
             if len(pending) >= MAX_PENDING:
                 self._current.flush()
             if self._service is not None:
-                spending = self._service_pending
-                value = int(service_s * 1_000_000)
-                if value >= EXACT_BELOW_US:
-                    value = bucket_floor(value)
-                spending[value] = spending.get(value, 0) + 1
-                if len(spending) >= MAX_PENDING:
-                    self._flush_service()
+                self.record_service(service_s)
         if detail is not None and kind != HANG:
             self.detail[detail] = self.detail.get(detail, 0) + 1
+        self.last_end = now
+
+    def record_ok(self, now: float, latency_s: float) -> None:
+        """`record(OK, True, now, latency_s, latency_s)`, shorter: a closed loop's measured `ok`
+        (its service time is its latency), the outcome of almost every request of a healthy run."""
+        if not self._since <= now < self._until:
+            self._enter(now)
+        self._counts[OK] += 1
+        pending = self._pending
+        value = int(latency_s * 1_000_000)
+        if value >= EXACT_BELOW_US:
+            value = bucket_floor(value)
+        pending[value] = pending.get(value, 0) + 1
+        if len(pending) >= MAX_PENDING:
+            self._current.flush()
+        if self._service is not None:
+            self.record_service(latency_s)
         self.last_end = now
 
     def _enter(self, now: float) -> None:
@@ -155,6 +166,15 @@ class Tally:
         self._current, self._counts, self._pending = interval, interval.counts, interval.pending
         self._since = self.origin + index * INTERVAL_S if index > 0 else -math.inf
         self._until = self.origin + (index + 1) * INTERVAL_S
+
+    def record_service(self, service_s: float) -> None:
+        spending = self._service_pending
+        value = int(service_s * 1_000_000)
+        if value >= EXACT_BELOW_US:
+            value = bucket_floor(value)
+        spending[value] = spending.get(value, 0) + 1
+        if len(spending) >= MAX_PENDING:
+            self._flush_service()
 
     def _flush_service(self) -> None:
         if self._service is not None:

@@ -51,6 +51,8 @@ ONE_SEGMENT_BYTES = 1400  # what one segment carries on a 1500-byte MTU path (lo
 _IN = select.EPOLLIN | select.EPOLLET if hasattr(select, "EPOLLET") else 0
 _IN_OUT = _IN | select.EPOLLOUT if hasattr(select, "EPOLLOUT") else 0
 _IN_PROGRESS = (0, errno.EINPROGRESS, errno.EINTR)  # EINTR: the connect goes on in the background
+_Socket = socket.SocketType
+_STREAM = socket.SOCK_STREAM | getattr(socket, "SOCK_NONBLOCK", 0)  # (Linux: available() says so)
 
 
 def available() -> bool:
@@ -105,7 +107,7 @@ class Poller:
 class RawConn:
     """One connection of a slot: connect, send the request, read until the slot decides."""
 
-    __slots__ = ("busy", "closing", "connected", "out", "poller", "port", "slot", "sock")
+    __slots__ = ("busy", "closing", "connected", "fd", "out", "poller", "port", "slot", "sock")
 
     def __init__(self, slot: Slot, poller: Poller) -> None:
         self.slot = slot
@@ -116,11 +118,12 @@ class RawConn:
         self.busy = False  # in this connection's own callback: a close waits until it returns
         self.closing = False
         self.port: int | None = None
+        self.fd = -1  # while in the poller's set
 
     def start(self, request: bytes) -> None:
         poller = self.poller
         try:
-            self.sock = sock = socket.SocketType(poller.family, socket.SOCK_STREAM | socket.SOCK_NONBLOCK)
+            self.sock = sock = _Socket(poller.family, _STREAM)
             if poller.nodelay:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             code = sock.connect_ex(poller.address)
@@ -133,7 +136,7 @@ class RawConn:
         self.out = request
         if not self._send() or self.sock is None:
             return  # failed (reported), or given up on already
-        fd = sock.fileno()
+        self.fd = fd = sock.fileno()
         poller.conns[fd] = self
         poller.epoll.register(fd, _IN if self.out is None else _IN_OUT)
 
@@ -215,7 +218,7 @@ class RawConn:
         sock = self.sock
         if sock is not None:
             self.sock = None
-            self.poller.conns.pop(sock.fileno(), None)
+            self.poller.conns.pop(self.fd, None)  # (the fd is still this socket's: closed below)
             sock.close()  # also leaves the epoll set
 
     def _lost(self, error: OSError) -> None:

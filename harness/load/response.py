@@ -33,18 +33,38 @@ class ResponseReader:
     response is decided (None: need more bytes). After that, `reusable` says whether the
     connection may carry another request. Call `reset()` before the next response."""
 
-    __slots__ = ("_got", "_head", "_in_body", "_length", "_memo", "_until_eof", "read_eof", "reusable", "status")
+    __slots__ = (
+        "_got",
+        "_head",
+        "_in_body",
+        "_length",
+        "_memo",
+        "_until_eof",
+        "fresh",
+        "keep_alive",
+        "read_eof",
+        "reusable",
+        "status",
+        "whole_ok",
+    )
 
-    def __init__(self, read_eof: bool = False) -> None:
+    def __init__(self, read_eof: bool = False, keep_alive: bool = False) -> None:
         self.read_eof = read_eof
         # The last response that arrived whole in one chunk and was decided by it: (bytes, kind,
         # status, reusable, length, got). Parsing depends on nothing but the bytes (and read_eof, fixed
         # here), so the same bytes again decide the same way; a keep-alive server mostly sends the
         # same bytes over and over, and a compare costs far less than a parse.
         self._memo: tuple[bytes, str, int, bool, int, int] | None = None
+        # The bytes of the last response decided `ok` by one chunk alone, ended by its length, and
+        # reusable if the caller keeps its connections (`keep_alive`): a caller holding a fresh
+        # reader (`fresh`: nothing fed since reset) may take the same bytes again as the same
+        # outcome without feeding them (the engine's hot path, slots.py).
+        self.keep_alive = keep_alive
+        self.whole_ok: bytes | None = None
         self.reset()
 
     def reset(self) -> None:
+        self.fresh = True
         self.status = 0
         self.reusable = False
         self._head = b""
@@ -54,6 +74,7 @@ class ResponseReader:
         self._until_eof = False
 
     def feed(self, data: bytes) -> str | None:
+        self.fresh = False
         if self._in_body:
             return self._body(len(data))
         fresh = not self._head
@@ -65,6 +86,8 @@ class ResponseReader:
         kind = self._feed_head(data)
         if fresh and kind is not None and self._in_body:  # decided by this one chunk alone
             self._memo = (data, kind, self.status, self.reusable, self._length, self._got)
+            done = kind == OK and not self._until_eof and (self.reusable or not self.keep_alive)
+            self.whole_ok = data if done else None
         return kind
 
     def _feed_head(self, data: bytes) -> str | None:

@@ -49,6 +49,10 @@ class Schedule:
         self.measure_end = self.measure_start + duration if duration is not None else math.inf
         self.tickets: int | None = workload.requests
         self.stopped_at: float | None = None
+        # Until this instant a request starting at or after measure_start is admitted as measured
+        # without asking `admit` (a duration window, not stopped): the engine's hot path
+        # (slots.py) compares against it instead of making a call per request.
+        self.open_until = self.measure_end if self.tickets is None else -math.inf
 
     def admit(self, now: float) -> int:
         if self.stopped_at is not None:
@@ -66,6 +70,7 @@ class Schedule:
         """End early (the caller's stop event): no more requests; the result is partial."""
         if self.stopped_at is None:
             self.stopped_at = now
+        self.open_until = -math.inf
 
     def phase(self, now: float) -> str:
         return WARMUP if now < self.measure_start else MEASURE

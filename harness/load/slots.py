@@ -7,6 +7,13 @@ back to the pool, the paced closed loop waits for its next start on its grid. Ke
 connections run on a transport (`Conn`, a Protocol); connection-per-request ones on a raw
 socket (rawconn.py), with the same slot events, outcomes and milestones.
 
+The hot path: in a plain closed loop almost every response is the same bytes as the last one
+decided `ok` (response.py keeps them), measured, in time and inside the window. `on_data` takes
+such a response in a few steps -- no parse, no `admit` call, no finish/begin/send chain -- and
+records and sends exactly what the long way would (tests/test_load_hotpath.py plays scripted
+exchanges both ways and compares). It halves the client's Python per keep-alive request, which
+is what lets one client process keep up with wrk's C (docs/load-generator.md).
+
 Split from engine_asyncio.py, which keeps the run (`Run`): the ticker, the dispatcher and the
 result; a slot reaches the run's shared state through `self.run`.
 """
@@ -14,7 +21,7 @@ result; a slot reaches the run's shared state through `self.run`.
 from __future__ import annotations
 
 import asyncio
-import time
+from time import monotonic
 from typing import TYPE_CHECKING
 
 from .metrics import HANG, MALFORMED, OK
@@ -66,7 +73,21 @@ class Conn(asyncio.Protocol):
 class Slot:
     """One closed-loop client: issues a request, waits for its outcome, issues the next."""
 
-    __slots__ = ("conn", "marks", "measured", "port", "raw", "reader", "run", "state", "t0", "task", "ts")
+    __slots__ = (
+        "conn",
+        "first",
+        "marks",
+        "measured",
+        "port",
+        "raw",
+        "reader",
+        "run",
+        "sent_at",
+        "state",
+        "t0",
+        "task",
+        "ts",
+    )
 
     def __init__(self, run: Run) -> None:
         self.run = run
@@ -75,12 +96,18 @@ class Slot:
         self.t0 = 0.0  # intended start of the current request (closed loop: its send)
         self.ts = 0.0  # actual start (send, or connect) of the current request
         self.measured = False
-        self.reader = ResponseReader(read_eof=run.read_eof)
+        self.reader = ResponseReader(read_eof=run.read_eof, keep_alive=run.keep_alive)
         self.task: asyncio.Task[None] | None = None
-        # (milestone, monotonic time) of the current request, kept only if it hangs or fails
-        # (harness.load.timeline), and the client port of the current connection: read when it
-        # connects (transport path), or asked of its raw connection only if the request fails.
-        self.marks: list[tuple[str, float]] = []
+        # The current request's milestones (harness.load.timeline), kept only if it hangs or
+        # fails: its first one (`first`, at `ts`) and, for a new connection, when it was up with
+        # the request sent (`sent_at`, 0.0 until then) are plain fields; the (milestone, time)
+        # list is made from them only when a later milestone comes or the request is booked
+        # (`timeline`), so a request that succeeds at once allocates nothing for them. Also the
+        # client port of the current connection: read when it connects (transport path), or
+        # asked of its raw connection only if the request fails.
+        self.first = CONNECT_START
+        self.sent_at = 0.0
+        self.marks: list[tuple[str, float]] | None = None
         self.port: int | None = None
         self.raw: RawConn | None = None
 
@@ -88,7 +115,7 @@ class Slot:
     def begin(self) -> None:
         """Closed loop: ask the schedule, then send at once (intended start = now)."""
         run = self.run
-        now = time.monotonic()
+        now = monotonic()
         admitted = run.schedule.admit(now)
         if admitted == STOP:
             self.state = IDLE
@@ -103,14 +130,15 @@ class Slot:
         self.measured = measured
         self.t0 = intended
         self.ts = now
-        self.reader.reset()
+        if not self.reader.fresh:  # a reader fed nothing since its reset is reset already
+            self.reader.reset()
         conn = self.conn
         if conn is not None:
             self.state = WAITING
             conn.transport.write(run.request)  # type: ignore[union-attr]
-            self.marks = [(REQUEST_WRITTEN, now)]
+            self.first, self.marks = REQUEST_WRITTEN, None
             return
-        self.marks = [(CONNECT_START, now)]
+        self.first, self.sent_at, self.marks = CONNECT_START, 0.0, None
         self.state = CONNECTING
         self.port = None
         poller = run.poller
@@ -133,9 +161,11 @@ class Slot:
         except Exception as error:
             self.on_connect_error(conn, error)
 
-    def finish(self, kind: str, detail: str | None = None) -> None:
+    def finish(self, kind: str, now: float | None = None, detail: str | None = None) -> None:
+        """The current request ended with `kind` (at `now`, read here if not given)."""
         run = self.run
-        now = time.monotonic()
+        if now is None:
+            now = monotonic()
         latency = now - self.t0
         if latency >= run.deadline:
             kind = HANG
@@ -143,7 +173,7 @@ class Slot:
         run.tally.record(kind, self.measured, now, latency, now - self.ts, detail)
         if kind != OK and self.measured and run.schedule.stopped_at is None:
             port = self.port if self.raw is None else self.raw.client_port()
-            run.book.add(kind, self.t0, self.marks, port, hung=kind == HANG)
+            run.book.add(kind, self.t0, self.timeline(), port, hung=kind == HANG)
         self.next_request(now)
 
     def next_request(self, now: float) -> None:
@@ -163,7 +193,7 @@ class Slot:
         if conn is self.conn and self.state == CONNECTING:
             self.conn = None
             kind, detail = classify_error(error, connecting=True)
-            self.finish(kind, detail)
+            self.finish(kind, detail=detail)
 
     def on_sent(self, conn: RawConn) -> None:
         """A raw connection is up and has the request (close mode)."""
@@ -171,9 +201,7 @@ class Slot:
             conn.abort()  # given up on already
             return
         self.state = WAITING
-        now = time.monotonic()
-        self.marks.append((CONNECTED, now))
-        self.marks.append((REQUEST_WRITTEN, now))  # handed to the kernel, as a blocking send returns
+        self.sent_at = monotonic()  # connected, and the request handed to the kernel (timeline)
 
     def on_connected(self, conn: Conn) -> None:
         if conn is not self.conn or self.state != CONNECTING:
@@ -181,35 +209,59 @@ class Slot:
             return
         self.state = WAITING
         conn.transport.write(self.run.request)  # type: ignore[union-attr]
-        now = time.monotonic()
-        self.marks.append((CONNECTED, now))
-        self.marks.append((REQUEST_WRITTEN, now))  # handed to the transport, as a blocking send returns
+        self.sent_at = monotonic()  # connected, and the request handed to the transport (timeline)
         sockname = conn.transport.get_extra_info("sockname")  # type: ignore[union-attr]
         self.port = sockname[1] if isinstance(sockname, tuple) and len(sockname) > 1 else None
 
     def on_data(self, conn: Conn | RawConn, data: bytes) -> None:
         if conn is not self.conn or self.state != WAITING:
             return
-        marks = self.marks
-        if marks and marks[-1][0] == REQUEST_WRITTEN:
-            marks.append((FIRST_BYTE, time.monotonic()))
-        kind = self.reader.feed(data)
+        # One clock read per response: a response that arrives whole is first byte and end at
+        # once, and the first-byte milestone is only kept for a request that fails or hangs.
+        now = monotonic()
+        reader = self.reader
+        run = self.run
+        if run.hot and reader.fresh and data == reader.whole_ok and self.measured:
+            # The hot path of a closed loop: the same bytes as the last response decided `ok`
+            # whole, so the same outcome (response.py), measured, within the deadline and the
+            # measurement window: what finish, begin and send do for it, with fewer steps.
+            latency = now - self.t0
+            start = monotonic()
+            # measured: this request started in the window, so the next one cannot be before it
+            if latency < run.deadline and start < run.schedule.open_until:
+                run.tally.record_ok(now, latency)
+                if run.keep_alive:
+                    self.t0 = self.ts = start
+                    conn.transport.write(run.request)  # type: ignore[union-attr]
+                    self.first, self.marks = REQUEST_WRITTEN, None
+                else:
+                    self.drop(abort=False)
+                    self.send(start, True, start)
+                return
+        kind = reader.feed(data)
         if kind is None:
+            marks = self.timeline()
+            if marks[-1][0] == REQUEST_WRITTEN:
+                marks.append((FIRST_BYTE, now))
             if self.run.read_eof and marks[-1][0] != RESPONSE_COMPLETE and self.reader.body_complete():
-                marks.append((RESPONSE_COMPLETE, time.monotonic()))  # all of it; now it waits for the FIN
+                marks.append((RESPONSE_COMPLETE, now))  # all of it; now it waits for the FIN
             return
+        if kind != OK or now - self.t0 >= run.deadline:  # it fails, or hangs (finish): its timeline is kept
+            marks = self.timeline()
+            if marks[-1][0] == REQUEST_WRITTEN:
+                marks.append((FIRST_BYTE, now))
         if kind == MALFORMED:
             self.drop(abort=True)
         elif not (self.run.keep_alive and self.reader.reusable):
             self.drop(abort=False)
-        self.finish(kind)
+        self.finish(kind, now)
 
     def on_eof(self, conn: Conn | RawConn) -> None:
         if conn is not self.conn:
             return
         self.conn = None  # it closes itself (eof_received returns False; a RawConn on return)
         if self.state == WAITING:
-            self.marks.append((FIN, time.monotonic()))
+            self.timeline().append((FIN, monotonic()))
             self.finish(self.reader.feed_eof())
 
     def on_lost(self, conn: Conn | RawConn, exc: Exception | None) -> None:
@@ -218,12 +270,23 @@ class Slot:
         self.conn = None
         if self.state != WAITING:
             return
-        self.marks.append((FIN if exc is None else RST, time.monotonic()))
+        self.timeline().append((FIN if exc is None else RST, monotonic()))
         if exc is None:
             self.finish(self.reader.feed_eof())
         else:
             kind, detail = classify_error(exc, connecting=False)
-            self.finish(kind, detail)
+            self.finish(kind, detail=detail)
+
+    def timeline(self) -> list[tuple[str, float]]:
+        """The current request's (milestone, time) list, made from the plain fields on first use."""
+        marks = self.marks
+        if marks is None:
+            marks = [(self.first, self.ts)]
+            if self.first == CONNECT_START and self.sent_at:
+                marks.append((CONNECTED, self.sent_at))
+                marks.append((REQUEST_WRITTEN, self.sent_at))
+            self.marks = marks
+        return marks
 
     # -- ticker ------------------------------------------------------------------------------
     def expire(self, now: float) -> None:

@@ -21,9 +21,11 @@ import contextlib
 import os
 import select
 import signal
+import time
 from typing import Any, Iterator, Optional, Tuple
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+FLAG_LAG_POLLS, FLAG_LAG_POLL_S = 100, 0.01  # a woken waiter waits at most 1 s for the handler
 
 
 class ServerStop(BaseException):
@@ -67,11 +69,18 @@ class StopEvent:
 
     def wait(self, timeout: Optional[float]) -> bool:
         """Sleep until the stop is asked for or `timeout` seconds pass; return `is_set`."""
-        if not self.is_set:
-            try:
-                select.select([self._read], [], [], timeout)
-            except (OSError, ValueError):
-                pass  # closed under us: treat as woken
+        if self.is_set:
+            return True
+        try:
+            readable = select.select([self._read], [], [], timeout)[0]
+        except (OSError, ValueError):
+            return self.is_set  # closed under us: treat as woken
+        # Woken by the signal's wake-up byte: in the main thread the handler has run by now;
+        # in another thread the flag may lag until the main thread runs it (bounded wait).
+        for _ in range(FLAG_LAG_POLLS if readable else 0):
+            if self.is_set:
+                break
+            time.sleep(FLAG_LAG_POLL_S)
         return self.is_set
 
     def close(self) -> None:
@@ -83,7 +92,14 @@ class StopEvent:
 
 
 def install_stop_handlers(stop: StopEvent, interrupt: bool) -> None:
-    """SIGTERM/SIGINT set `stop`; with `interrupt` they also raise ServerStop (once)."""
+    """SIGTERM/SIGINT set `stop`; with `interrupt` they also raise ServerStop (once).
+
+    The stop pipe is also made the signal wake-up fd: Python runs a handler only between
+    bytecodes, so a signal arriving just before a `select` with no timeout (or in another
+    thread) would leave the handler pending and the select asleep for ever; the C-level handler
+    writes the wake-up fd at once, so whatever waits on `stop_fd` wakes and the handler runs.
+    (An event loop that installs its own wake-up fd, as uvloop does, runs the handlers itself.)
+    """
 
     def handler(signum: int, frame: Any) -> None:
         name = signal.Signals(signum).name
@@ -97,6 +113,7 @@ def install_stop_handlers(stop: StopEvent, interrupt: bool) -> None:
 
     for signum in STOP_SIGNALS:
         signal.signal(signum, handler)
+    signal.set_wakeup_fd(stop.fds[1], warn_on_full_buffer=False)  # non-blocking, as it must be
 
 
 @contextlib.contextmanager
