@@ -1,6 +1,6 @@
 """How close hangbench's load engine comes to wrk, against nginx, in one run.
 
-    .venv/bin/python bench/engine_vs_wrk.py [--trials 5] [--duration 5] [--client-procs N|auto]
+    .venv/bin/python bench/engine_vs_wrk.py [--trials 5] [--duration 5] [--client-procs N|auto] [--json PATH]
 
 Starts nginx on 127.0.0.1 (a throw-away configuration in a temporary folder: `daemon off`,
 2 worker processes, `access_log off`, every request answered `200` with the 64-byte body that
@@ -79,6 +79,7 @@ def main(argv: List[str] | None = None) -> int:
         "--engine-warmup", type=float, default=1.0, help="engine warm-up before its measurement, seconds (default 1)"
     )
     parser.add_argument("--nginx-workers", default="2", help="nginx worker_processes (default 2; 'auto' allowed)")
+    parser.add_argument("--json", default=None, metavar="PATH", help="also write every trial and the medians to PATH")
     args = parser.parse_args(argv)
     if not 1 <= args.trials <= 20 or not 1 <= args.duration <= 60:
         print("engine_vs_wrk: error: --trials must be 1..20 and --duration 1..60 seconds", file=sys.stderr)
@@ -90,7 +91,8 @@ def main(argv: List[str] | None = None) -> int:
     args.client_procs = placed.procs
 
     rates: Dict[str, Dict[str, List[float]]] = {m: {"wrk": [], "engine": []} for m in MODES}
-    print("machine: %s" % wrkrun.machine())
+    machine = wrkrun.machine()
+    print("machine: %s" % machine)
     print("engine client processes: %d (%s)" % (placed.procs, placed.why))
     try:
         with wrkrun.nginx(args.nginx_workers) as port:
@@ -131,7 +133,21 @@ def main(argv: List[str] | None = None) -> int:
     for mode in MODES:
         wrk_m, engine_m = wrkrun.median(rates[mode]["wrk"]), wrkrun.median(rates[mode]["engine"])
         rows.append([mode, "%.0f" % wrk_m, "%.0f" % engine_m, "%.2f" % wrkrun.ratio(engine_m, wrk_m)])
-    wrkrun.print_table(["connection", "wrk req/s", "engine req/s", "engine/wrk"], rows)
+    headers = ["connection", "wrk req/s", "engine req/s", "engine/wrk"]
+    wrkrun.print_table(headers, rows)
+    if args.json:
+        wrkrun.write_json(
+            args.json,
+            "engine_vs_wrk.py",
+            list(argv if argv is not None else sys.argv[1:]),
+            machine,
+            {
+                "client_procs": placed.procs,
+                "client_procs_why": placed.why,
+                "table": [dict(zip(headers, row, strict=True)) for row in rows],
+                "trials": rates,
+            },
+        )
     return 0
 
 

@@ -27,11 +27,8 @@ A documented script rather than a test: the figures depend on the machine and it
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Dict, List, Optional, Tuple, Type
 
 import wrkrun
@@ -174,17 +171,6 @@ def field_rows(rates: Dict[str, List[float]]) -> List[List[str]]:
     ]
 
 
-def write_json(path: str, argv: List[str], machine: str, data: Dict[str, object]) -> None:
-    record = {
-        "command": "python bench/twins_vs_builtins.py " + " ".join(argv),
-        "machine": machine,
-        "finished": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
-        **data,
-    }
-    Path(path).write_text(json.dumps(record, indent=1) + "\n")
-    print("figures: %s" % path)
-
-
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--trials", type=int, default=3, help="interleaved trials per workload (default 3; median)")
@@ -227,8 +213,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     wrkrun.print_table(headers, rows)
     if args.json:
         table = [dict(zip(keys, row, strict=True)) for row in rows]
-        write_json(
-            args.json, list(argv if argv is not None else sys.argv[1:]), machine, {"table": table, "trials": trials}
+        wrkrun.write_json(
+            args.json,
+            "twins_vs_builtins.py",
+            list(argv if argv is not None else sys.argv[1:]),
+            machine,
+            {"table": table, "trials": trials},
         )
     return 0
 

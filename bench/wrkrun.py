@@ -236,6 +236,18 @@ def _read_line(proc: subprocess.Popen[bytes], timeout_s: float) -> bytes:
     return data
 
 
+def write_json(path: str, script: str, argv: List[str], machine: str, data: Dict[str, object]) -> None:
+    """Write a bench script's figures to `path`, with the command that made them and the machine."""
+    record = {
+        "command": "python bench/%s %s" % (script, " ".join(argv)),
+        "machine": machine,
+        "finished": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
+        **data,
+    }
+    Path(path).write_text(json.dumps(record, indent=1) + "\n")
+    print("figures: %s" % path)
+
+
 def machine() -> str:
     """One line saying where a figure was measured."""
     load = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
