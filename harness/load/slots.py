@@ -229,7 +229,7 @@ class Slot:
             start = monotonic()
             # measured: this request started in the window, so the next one cannot be before it
             if latency < run.deadline and start < run.schedule.open_until:
-                run.tally.record_ok(now, latency)
+                run.tally.record_ok(now, latency, latency)  # closed loop: its service time is its latency
                 if run.keep_alive:
                     self.t0 = self.ts = start
                     conn.transport.write(run.request)  # type: ignore[union-attr]
