@@ -40,7 +40,7 @@ WATCH_S = 1.0  # how often the parent looks whether its workers are alive (the s
 
 def reuseport_listener(address: Tuple[Any, ...], family: int, backlog: int) -> socket.socket:
     """A new listening socket on `address`, joined to its SO_REUSEPORT group."""
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)  # as make_listener: asyncio's TCP_NODELAY
     try:
         # SO_REUSEADDR as on the server's own listener: else TIME_WAIT connections on the port,
         # which carry it, make bind() fail with EADDRINUSE.

@@ -117,7 +117,11 @@ def add_server_options(parser: argparse.ArgumentParser, multi: bool = False) -> 
 
 def make_listener(host: str, port: int, backlog: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    listener = socket.socket(family, socket.SOCK_STREAM)
+    # IPPROTO_TCP, as getaddrinfo gives a server that binds its own address: asyncio sets
+    # TCP_NODELAY only on sockets whose proto says TCP, and the connections accepted here inherit
+    # it. With proto 0 an asyncio server handed this listener wrote a response's second part
+    # behind Nagle's algorithm, waiting for a delayed ACK: 40 ms per keep-alive request.
+    listener = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     listener.bind((host, port))
     listener.listen(backlog)
