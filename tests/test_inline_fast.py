@@ -58,6 +58,12 @@ class Transport:
     def close(self) -> None:
         self.log.append(("close",))
 
+    def can_write_eof(self) -> bool:
+        return True
+
+    def write_eof(self) -> None:
+        self.log.append(("write_eof",))  # the linger after an error response (inline_loop.py)
+
     def abort(self) -> None:
         self.log.append(("abort",))
 

@@ -29,11 +29,15 @@ What a connection may hold is bounded, whatever the client does:
 Closing is `close()` only, never `shutdown()`: shutdown would send FIN even while another
 process still holds the connection, which would hide exactly the lingering-reference hang that
 the `pool-socket` strategy exists to show. The one exception is the close after an error
-response to a request the server refused to read to its end (431, 414, 400...): closing with
-the client's bytes unread makes the kernel send RST, which can destroy the error response in
-the client's receive buffer before it is read. There `linger_close` sends FIN (shutdown of the
-sending side), reads and discards what still arrives for at most LINGER_S seconds and
-LINGER_BYTES bytes, and only then closes, as HTTP/1.1 (RFC 9112 9.6) recommends.
+response to a request the server refused to read to its end (431, 414, 400, 408...): closing
+with the client's bytes unread makes the kernel send RST, which can destroy the error response
+in the client's receive buffer before it is read. There `linger_close` sends FIN (shutdown of
+the sending side), reads and discards what still arrives for at most LINGER_S seconds and
+LINGER_BYTES bytes, and only then closes, as HTTP/1.1 (RFC 9112 9.6) recommends. The paths
+that must not block where they close do the same without blocking: the asyncio streams adapter
+awaits its discarding reads (`_linger_stream`), the inline loops discard in `data_received`
+until the sweep ends the linger, and the reactor keeps the socket open, unread, until its
+sweep closes it LINGER_S later (tests/test_linger_after_error.py).
 """
 
 from __future__ import annotations
@@ -357,4 +361,30 @@ async def serve_asyncio(
     except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError):
         pass
     finally:
-        writer.close()
+        try:
+            if session.linger:  # after an error response, as linger_close does for a socket
+                await _linger_stream(reader, writer)
+        finally:
+            writer.close()
+
+
+async def _linger_stream(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """`linger_close` for an asyncio stream: FIN once the response is out, then read and discard
+    (at most LINGER_BYTES, LINGER_S)."""
+    import asyncio
+
+    try:
+        if writer.can_write_eof():
+            writer.write_eof()
+        deadline = time.monotonic() + LINGER_S
+        left = LINGER_BYTES
+        while left > 0:  # bounded: by bytes, and by time for a trickle
+            wait = deadline - time.monotonic()
+            if wait <= 0:
+                break
+            data = await asyncio.wait_for(reader.read(min(RECV_BYTES, left)), wait)
+            if not data:
+                break
+            left -= len(data)
+    except (OSError, asyncio.TimeoutError):
+        pass  # reset or timed out: the connection is over either way

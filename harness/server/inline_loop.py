@@ -10,6 +10,10 @@ adapter's per-read `wait_for` costs a task and a timer per request. The bounds a
 - the peer check (`peer_closed`) before each further pipelined request and inside long work;
 - the header deadline and the idle timeout, checked by one sweep per loop every
   SWEEP_INTERVAL_S rather than a timer per connection (a 408 if a head had begun);
+- after an error response (a 408 among them) the connection lingers as the blocking server's
+  does (connection.py): FIN once the response is out, then what the client still sends is read
+  and discarded, at most LINGER_BYTES and LINGER_S (the sweep ends it), so that the close cannot
+  turn into a reset that destroys the response before the client has read it;
 - at most `App.limits.max_connections` connections served at once per loop: past it, accepted
   connections are parked (reading paused, at most one chunk read, nothing answered) until one ends.
 
@@ -40,7 +44,7 @@ from typing import Any, Callable, Deque, Optional, Set
 
 from . import log
 from .app import App, ClientGone, handle
-from .connection import JOIN_BELOW, HttpSession, Parts, peer_closed
+from .connection import JOIN_BELOW, LINGER_BYTES, LINGER_S, HttpSession, Parts, peer_closed
 from .protocol import Request
 
 STOP_WAIT_S = 2.0  # for open connections to end once their transports are closed
@@ -93,6 +97,8 @@ class InlineHttp(asyncio.Protocol):
         self.paused = False  # the write buffer is full: answer nothing more until it drains
         self.parked = False  # over the connection cap: not read until a slot frees
         self.gone: Optional[Callable[[], bool]] = None
+        self.lingering = 0.0  # after an error response: discarding what comes until then (monotonic)
+        self.linger_left = LINGER_BYTES
 
     def connection_made(self, transport: Any) -> None:
         self.transport = transport
@@ -111,6 +117,11 @@ class InlineHttp(asyncio.Protocol):
             if request is not None:
                 self.answer_one(request)
                 return
+        if self.lingering:
+            self.linger_left -= len(data)  # read and dropped: the response is out, FIN sent
+            if self.linger_left <= 0:
+                self.transport.close()
+            return
         session.receive(data)
         if self.parked:  # uvloop may start reading after connection_made paused it: pause again
             self.transport.pause_reading()
@@ -131,13 +142,14 @@ class InlineHttp(asyncio.Protocol):
             return
         self.send(session.answer(request, response))
         if not session.open:
-            self.transport.close()  # after what is buffered has been sent
+            self.close()
         elif self.paused:
             self.transport.pause_reading()
 
     def eof_received(self) -> Optional[bool]:
-        self.session.receive(b"")  # a FIN counts as gone (see connection.py)
-        return None  # the transport closes itself
+        if not self.lingering:
+            self.session.receive(b"")  # a FIN counts as gone (see connection.py)
+        return None  # the transport closes itself (a linger ends here too: the client is done)
 
     def answer(self) -> None:
         session = self.session
@@ -147,9 +159,17 @@ class InlineHttp(asyncio.Protocol):
                 break
             self.send(parts)
         if not session.open:
-            self.transport.close()  # after what is buffered has been sent
+            self.close()
         elif self.paused:
             self.transport.pause_reading()
+
+    def close(self) -> None:
+        """Close once what is buffered has been sent; after an error response, linger first."""
+        if self.session.linger and not self.lingering and self.transport.can_write_eof():
+            self.transport.write_eof()  # FIN after the response; the read side stays open
+            self.lingering = _monotonic() + LINGER_S
+            return
+        self.transport.close()
 
     def send(self, parts: Parts) -> None:
         head, body = parts
@@ -173,14 +193,19 @@ class InlineHttp(asyncio.Protocol):
         self.served.remove(self)
 
     def expire(self, now: float, idle_timeout_s: float) -> None:
-        """Close if the head is overdue (408 if it had begun) or the connection idled out."""
+        """Close if the head is overdue (408 if it had begun) or the connection idled out, or
+        a linger is over."""
+        if self.lingering:
+            if now >= self.lingering:
+                self.transport.close()
+            return
         if self.parked or not (self.session.head_overdue(now) or now - self.last_active >= idle_timeout_s):
             return
         if self.paused:
             self.transport.abort()  # a client that reads nothing: close() would wait for it for ever
             return
         self.transport.write(self.session.timed_out())
-        self.transport.close()
+        self.close()
 
 
 class Served:

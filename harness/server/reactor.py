@@ -25,6 +25,12 @@ What a client can hold here is bounded (see `connection.py` for the per-connecti
   others.
 - Connections waiting in the poller with an overdue request head get a 408 (or, with no
   byte received, just a close); idle ones are closed after the idle timeout.
+- After an error response (a 408 among them) the connection lingers before its close, so that
+  the close cannot reset the response away before the client has read it (connection.py): FIN
+  at once, then the socket stays open, unread, for LINGER_S, and a sweep closes it. Nobody
+  blocks for it -- neither the selector thread nor a pool thread (a client sending one bad
+  request after another would otherwise hold a pool thread a second each) -- and what the
+  client sends meanwhile waits in the kernel's bounded receive buffer.
 - At most `max_connections` (default `App.limits.max_connections`) connections are served at
   once. At the cap, listening sources are taken out of the poller, so new connections wait
   in the kernel's listen backlog until one closes; a connection accepted in the same burst
@@ -40,11 +46,11 @@ import queue
 import socket
 import threading
 import time
-from typing import Callable, Deque, Dict, List, Optional
+from typing import Callable, Deque, Dict, List, Optional, Tuple
 
 from . import log
 from .app import App
-from .connection import RECV_BYTES, HttpSession, linger_close, peer_closed, send_nowait, send_parts_now
+from .connection import LINGER_S, RECV_BYTES, HttpSession, peer_closed, send_nowait, send_parts_now
 from .poller import Waiter, make_poller
 from .protocol import MAX_HEAD_BYTES
 
@@ -177,6 +183,9 @@ class Reactor:
         self._served = 0  # connections adopted and not yet finished (waiting or in the pool)
         self._served_lock = threading.Lock()  # pool threads finish connections too
         self._last_sweep = 0.0
+        # (close time, connection) of the lingering ones, in time order: pool threads append
+        # (deque.append is atomic), the selector thread's sweep closes them (popleft).
+        self._lingering: Deque[Tuple[float, _Conn]] = collections.deque()
         # The server's stop fd (Strategy.stop_fd): readable once the process is asked to stop.
         self._stop = _Stop()
         if stop_fd is not None:
@@ -224,6 +233,8 @@ class Reactor:
                 self._finish(conn)
         while self._parked:
             self._parked.popleft().close()
+        while self._lingering:
+            self._finish(self._lingering.popleft()[1])
         self._poller.close()
 
     def _adopt(self, socks: List[socket.socket]) -> None:
@@ -297,7 +308,8 @@ class Reactor:
         if session.open and self._poller.arm(conn):
             return
         if session.linger:  # after an error response: let the client read it (connection.py)
-            linger_close(sock)
+            self._linger(conn)
+            return
         self._finish(conn)
 
     def _sweep(self) -> None:
@@ -322,7 +334,21 @@ class Reactor:
             finally:
                 conn.lock.release()
             send_nowait(conn.sock, conn.session.timed_out() if overdue else b"")
-            self._finish(conn)
+            if conn.session.linger:  # a 408 went out
+                self._linger(conn)
+            else:
+                self._finish(conn)
+        while self._lingering and self._lingering[0][0] <= now:
+            self._finish(self._lingering.popleft()[1])
+
+    def _linger(self, conn: _Conn) -> None:
+        """FIN now; close after LINGER_S (the sweep), unless the FIN cannot be sent."""
+        try:
+            conn.sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            self._finish(conn)  # gone already
+            return
+        self._lingering.append((time.monotonic() + LINGER_S, conn))
 
     def _finish(self, conn: _Conn) -> None:
         self._poller.forget(conn)
