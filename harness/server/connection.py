@@ -246,23 +246,40 @@ def send_nowait(sock: socket.socket, data: bytes) -> None:
         pass
 
 
+class _LingerReads:
+    """The discarding reads of one linger: LINGER_BYTES at most, within LINGER_S."""
+
+    __slots__ = ("deadline", "left")
+
+    def __init__(self) -> None:
+        self.deadline = time.monotonic() + LINGER_S
+        self.left = LINGER_BYTES
+
+    def next(self) -> Optional[Tuple[float, int]]:
+        """(seconds to wait, bytes to ask for) of the next read, or None: the linger is over."""
+        wait = self.deadline - time.monotonic()
+        return (wait, min(RECV_BYTES, self.left)) if wait > 0 and self.left > 0 else None
+
+    def took(self, data: bytes) -> bool:
+        """Count what a read returned; False at the client's EOF."""
+        self.left -= len(data)
+        return bool(data)
+
+
 def linger_close(sock: socket.socket) -> None:
     """After an error response: FIN, then read and discard what the client is still sending
     (bounded by LINGER_S and LINGER_BYTES), so that closing does not reset the connection
     before the client has read the response. The caller closes the socket."""
     try:
         sock.shutdown(socket.SHUT_WR)
-        deadline = time.monotonic() + LINGER_S
-        left = LINGER_BYTES
-        while left > 0:  # bounded: by bytes, and by time for a trickle
-            wait = deadline - time.monotonic()
-            if wait <= 0:
+        reads = _LingerReads()
+        for _ in range(LINGER_BYTES):  # bounded: each turn reads a byte at least, or ends it
+            step = reads.next()
+            if step is None:
                 break
-            sock.settimeout(wait)
-            data = sock.recv(min(RECV_BYTES, left))
-            if not data:
+            sock.settimeout(step[0])
+            if not reads.took(sock.recv(step[1])):
                 break
-            left -= len(data)
     except OSError:
         pass  # reset or timed out: the connection is over either way
 
@@ -376,15 +393,12 @@ async def _linger_stream(reader: asyncio.StreamReader, writer: asyncio.StreamWri
     try:
         if writer.can_write_eof():
             writer.write_eof()
-        deadline = time.monotonic() + LINGER_S
-        left = LINGER_BYTES
-        while left > 0:  # bounded: by bytes, and by time for a trickle
-            wait = deadline - time.monotonic()
-            if wait <= 0:
+        reads = _LingerReads()
+        for _ in range(LINGER_BYTES):  # bounded: each turn reads a byte at least, or ends it
+            step = reads.next()
+            if step is None:
                 break
-            data = await asyncio.wait_for(reader.read(min(RECV_BYTES, left)), wait)
-            if not data:
+            if not reads.took(await asyncio.wait_for(reader.read(step[1]), step[0])):
                 break
-            left -= len(data)
     except (OSError, asyncio.TimeoutError):
         pass  # reset or timed out: the connection is over either way
