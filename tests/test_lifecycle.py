@@ -173,6 +173,24 @@ print(stop.wait(None), stop.reason, flush=True)
 """
 
 
+def test_another_signal_with_a_handler_is_not_a_stop(restore_stop_handlers: None) -> None:
+    # The signal wake-up fd is written for every signal that has a Python handler (a plugin's
+    # SIGHUP, SIGUSR1...): it must not be the stop pipe, which every strategy reads as "stop".
+    stop = StopEvent()
+    previous = signal.signal(signal.SIGUSR1, lambda *_: None)
+    try:
+        install_stop_handlers(stop, interrupt=False)
+        signal.raise_signal(signal.SIGUSR1)
+        assert not stop.is_set
+        assert not select.select([stop.fileno()], [], [], 0)[0]
+        assert not stop.wait(0.05)
+        signal.raise_signal(signal.SIGTERM)
+        assert stop.wait(None) and stop.reason == "SIGTERM"
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
+        stop.close()
+
+
 def test_a_signal_the_main_thread_does_not_see_still_wakes_its_wait() -> None:
     # The race seen once in a run: a stop signal arriving just before a select with no timeout.
     # Made certain here by sending it where only another thread can take it.

@@ -20,7 +20,7 @@ import socket
 import threading
 import time
 from contextlib import contextmanager
-from typing import Iterator
+from typing import Iterator, List
 
 import pytest
 from session_cases import TIMEOUT_S, app, split_responses
@@ -29,9 +29,9 @@ from test_reactor import running as running_reactor
 
 from harness.server import connection
 from harness.server import reactor as reactor_module
-from harness.server.app import handle
+from harness.server.app import App, Limits, Work, handle
 from harness.server.connection import serve_asyncio
-from harness.server.inline_loop import serve_inline
+from harness.server.inline_loop import InlineHttp, Served, serve_inline
 
 pytestmark = pytest.mark.timeout(60)
 HEAD_TIMEOUT_S = 0.3
@@ -150,3 +150,57 @@ def test_a_lingering_connection_holds_no_pool_thread(monkeypatch: pytest.MonkeyP
             good.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
             [(status, _headers, _body)] = split_responses(read_to_eof(good))
             assert status == 200
+
+
+def test_a_client_that_closes_ends_its_linger(monkeypatch: pytest.MonkeyPatch) -> None:
+    # One connection at a time and a linger far longer than the next client's patience: the
+    # slot must come free when the lingering client closes, not when the linger runs out.
+    monkeypatch.setattr(connection, "LINGER_S", 30.0)
+    monkeypatch.setattr(reactor_module, "LINGER_S", 30.0)
+    with running_reactor(False, app=App(Work(), Limits(max_connections=1))) as (_reactor, port):
+        with socket.create_connection((HOST, port), timeout=TIMEOUT_S) as bad:
+            bad.sendall(b"BROKEN\r\n\r\n")
+            assert split_responses(read_to_eof(bad))[0][0] == 400
+        with socket.create_connection((HOST, port), timeout=5.0) as good:
+            good.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            assert split_responses(read_to_eof(good))[0][0] == 200
+
+
+class StuckTransport:
+    """A transport whose client reads nothing: the response stays in its write buffer."""
+
+    def __init__(self) -> None:
+        self.calls: List[str] = []
+
+    def get_extra_info(self, name: str) -> None:
+        return None
+
+    def write(self, data: bytes) -> None:
+        self.calls.append("write")
+
+    def can_write_eof(self) -> bool:
+        return True
+
+    def write_eof(self) -> None:
+        self.calls.append("write_eof")
+
+    def get_write_buffer_size(self) -> int:
+        return 1 << 20
+
+    def close(self) -> None:
+        self.calls.append("close")
+
+    def abort(self) -> None:
+        self.calls.append("abort")
+
+
+def test_a_linger_whose_response_is_still_unsent_ends_in_an_abort() -> None:
+    # close() would wait for the write buffer to drain, for ever if the client reads nothing.
+    served = Served(4)
+    conn = InlineHttp(App(Work(), Limits(head_timeout_s=HEAD_TIMEOUT_S)), served)
+    transport = StuckTransport()
+    conn.connection_made(transport)
+    conn.data_received(b"BROKEN\r\n\r\n")  # a 400, then the linger
+    assert transport.calls[-1] == "write_eof" and conn.lingering
+    conn.expire(conn.lingering + 1.0, TIMEOUT_S)
+    assert transport.calls[-1] == "abort"

@@ -120,7 +120,7 @@ class InlineHttp(asyncio.Protocol):
         if self.lingering:
             self.linger_left -= len(data)  # read and dropped: the response is out, FIN sent
             if self.linger_left <= 0:
-                self.transport.close()
+                self.end_linger()
             return
         session.receive(data)
         if self.parked:  # uvloop may start reading after connection_made paused it: pause again
@@ -171,6 +171,14 @@ class InlineHttp(asyncio.Protocol):
             return
         self.transport.close()
 
+    def end_linger(self) -> None:
+        """Close now; abort if the response is still unsent (a client that reads nothing would
+        hold a close that waits for the write buffer to drain)."""
+        if self.transport.get_write_buffer_size():
+            self.transport.abort()
+        else:
+            self.transport.close()
+
     def send(self, parts: Parts) -> None:
         head, body = parts
         if len(body) < JOIN_BELOW:
@@ -197,7 +205,7 @@ class InlineHttp(asyncio.Protocol):
         a linger is over."""
         if self.lingering:
             if now >= self.lingering:
-                self.transport.close()
+                self.end_linger()
             return
         if self.parked or not (self.session.head_overdue(now) or now - self.last_active >= idle_timeout_s):
             return

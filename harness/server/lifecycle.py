@@ -25,7 +25,8 @@ import time
 from typing import Any, Iterator, Optional, Tuple
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
-FLAG_LAG_POLLS, FLAG_LAG_POLL_S = 100, 0.01  # a woken waiter waits at most 1 s for the handler
+MAX_WAKE_UPS = 10_000  # signals one `wait` sleeps through before it returns (is_set) regardless
+WAKE_DRAIN_READS = 64
 
 
 class ServerStop(BaseException):
@@ -37,14 +38,22 @@ class ServerStop(BaseException):
 
 
 class StopEvent:
-    """The stop flag and its wake-up pipe; safe to set from a signal handler."""
+    """The stop flag and its wake-up pipe; safe to set from a signal handler.
+
+    A second, private pipe is the process's signal wake-up fd (install_stop_handlers): Python
+    runs a handler only between bytecodes, so a stop signal arriving just before `wait`'s select
+    (or taken by another thread) would leave the handler pending and the select asleep; the
+    C-level handler writes this pipe at once. It is not the stop pipe, because it is written for
+    every signal that has a Python handler (a plugin's SIGHUP too), and `stop_fd` must mean stop.
+    """
 
     def __init__(self) -> None:
         # os.pipe() fds are non-inheritable: spawned children never get them; forked ones
         # close them in init_worker (workers.inherited_fds lists them).
         self._read, self._write = os.pipe()
-        os.set_blocking(self._read, False)
-        os.set_blocking(self._write, False)
+        self._wake_read, self._wake_write = os.pipe()
+        for fd in (self._read, self._write, self._wake_read, self._wake_write):
+            os.set_blocking(fd, False)
         self.reason: Optional[str] = None
 
     @property
@@ -56,8 +65,14 @@ class StopEvent:
         return self._read
 
     @property
-    def fds(self) -> Tuple[int, int]:
-        return self._read, self._write
+    def fds(self) -> Tuple[int, ...]:
+        """Every descriptor of this event (a forked worker closes them all)."""
+        return self._read, self._write, self._wake_read, self._wake_write
+
+    @property
+    def wakeup_fd(self) -> int:
+        """The write end the C-level signal handler writes (signal.set_wakeup_fd)."""
+        return self._wake_write
 
     def set(self, reason: str = "stop") -> None:
         if self.reason is None:
@@ -69,22 +84,36 @@ class StopEvent:
 
     def wait(self, timeout: Optional[float]) -> bool:
         """Sleep until the stop is asked for or `timeout` seconds pass; return `is_set`."""
-        if self.is_set:
-            return True
-        try:
-            readable = select.select([self._read], [], [], timeout)[0]
-        except (OSError, ValueError):
-            return self.is_set  # closed under us: treat as woken
-        # Woken by the signal's wake-up byte: in the main thread the handler has run by now;
-        # in another thread the flag may lag until the main thread runs it (bounded wait).
-        for _ in range(FLAG_LAG_POLLS if readable else 0):
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for _ in range(MAX_WAKE_UPS):  # bounded: each turn ends in a signal's wake-up, or returns
             if self.is_set:
-                break
-            time.sleep(FLAG_LAG_POLL_S)
+                return True
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                return False
+            try:
+                readable = select.select([self._read, self._wake_read], [], [], left)[0]
+            except (OSError, ValueError):
+                return self.is_set  # closed under us: treat as woken
+            if self._read in readable:
+                return self.is_set
+            if readable:
+                # A signal: its Python handler runs now, between bytecodes (a stop sets the
+                # flag; in a thread other than the main one the flag may come a moment later,
+                # with the stop pipe's byte). Anything else: sleep on.
+                self._drain_wakeups()
         return self.is_set
 
+    def _drain_wakeups(self) -> None:
+        for _ in range(WAKE_DRAIN_READS):
+            try:
+                if not os.read(self._wake_read, 512):
+                    return
+            except OSError:  # BlockingIOError: drained
+                return
+
     def close(self) -> None:
-        for fd in (self._read, self._write):
+        for fd in self.fds:
             try:
                 os.close(fd)
             except OSError:
@@ -94,11 +123,10 @@ class StopEvent:
 def install_stop_handlers(stop: StopEvent, interrupt: bool) -> None:
     """SIGTERM/SIGINT set `stop`; with `interrupt` they also raise ServerStop (once).
 
-    The stop pipe is also made the signal wake-up fd: Python runs a handler only between
-    bytecodes, so a signal arriving just before a `select` with no timeout (or in another
-    thread) would leave the handler pending and the select asleep for ever; the C-level handler
-    writes the wake-up fd at once, so whatever waits on `stop_fd` wakes and the handler runs.
-    (An event loop that installs its own wake-up fd, as uvloop does, runs the handlers itself.)
+    The event's private wake-up pipe becomes the signal wake-up fd, so that `wait` cannot sleep
+    through a stop signal whose handler is still pending (StopEvent). Strategies that select on
+    `stop_fd` themselves do so with a bounded timeout or inside an event loop that runs pending
+    handlers (uvloop installs its own wake-up fd while it runs).
     """
 
     def handler(signum: int, frame: Any) -> None:
@@ -113,7 +141,7 @@ def install_stop_handlers(stop: StopEvent, interrupt: bool) -> None:
 
     for signum in STOP_SIGNALS:
         signal.signal(signum, handler)
-    signal.set_wakeup_fd(stop.fds[1], warn_on_full_buffer=False)  # non-blocking, as it must be
+    signal.set_wakeup_fd(stop.wakeup_fd, warn_on_full_buffer=False)  # non-blocking, as it must be
 
 
 @contextlib.contextmanager

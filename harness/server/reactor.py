@@ -27,10 +27,10 @@ What a client can hold here is bounded (see `connection.py` for the per-connecti
   byte received, just a close); idle ones are closed after the idle timeout.
 - After an error response (a 408 among them) the connection lingers before its close, so that
   the close cannot reset the response away before the client has read it (connection.py): FIN
-  at once, then the socket stays open, unread, for LINGER_S, and a sweep closes it. Nobody
-  blocks for it -- neither the selector thread nor a pool thread (a client sending one bad
-  request after another would otherwise hold a pool thread a second each) -- and what the
-  client sends meanwhile waits in the kernel's bounded receive buffer.
+  at once; then each sweep reads and drops what the client sent (non-blocking, bounded) and
+  closes the connection at the client's EOF, past LINGER_BYTES, or LINGER_S after the FIN.
+  Nobody blocks for it -- neither the selector thread nor a pool thread (a client sending one
+  bad request after another would otherwise hold a pool thread a second each).
 - At most `max_connections` (default `App.limits.max_connections`) connections are served at
   once. At the cap, listening sources are taken out of the poller, so new connections wait
   in the kernel's listen backlog until one closes; a connection accepted in the same burst
@@ -50,7 +50,7 @@ from typing import Callable, Deque, Dict, List, Optional, Tuple
 
 from . import log
 from .app import App
-from .connection import LINGER_S, RECV_BYTES, HttpSession, peer_closed, send_nowait, send_parts_now
+from .connection import LINGER_BYTES, LINGER_S, RECV_BYTES, HttpSession, peer_closed, send_nowait, send_parts_now
 from .poller import Waiter, make_poller
 from .protocol import MAX_HEAD_BYTES
 
@@ -67,6 +67,22 @@ class _Conn(Waiter):
     def __init__(self, sock: socket.socket, app: App) -> None:
         super().__init__(sock)
         self.session = HttpSession(app)
+
+
+def _drop_input(sock: socket.socket, left: int) -> int:
+    """Read and drop what a lingering connection's client sent (non-blocking, a few reads);
+    the bytes it may still drop, or -1: the client closed, the connection failed, or too much."""
+    for _ in range(READS_PER_TURN):
+        try:
+            data = sock.recv(RECV_BYTES)
+        except BlockingIOError:
+            return left
+        except OSError:
+            return -1
+        left -= len(data)
+        if not data or left <= 0:
+            return -1
+    return left
 
 
 def _pool_worker(
@@ -183,9 +199,12 @@ class Reactor:
         self._served = 0  # connections adopted and not yet finished (waiting or in the pool)
         self._served_lock = threading.Lock()  # pool threads finish connections too
         self._last_sweep = 0.0
-        # (close time, connection) of the lingering ones, in time order: pool threads append
-        # (deque.append is atomic), the selector thread's sweep closes them (popleft).
-        self._lingering: Deque[Tuple[float, _Conn]] = collections.deque()
+        # (close time, connection, bytes it may still drop) of the lingering ones: pool threads
+        # append (under the lock, which `close` takes too), the selector thread's sweep drains
+        # and closes them.
+        self._lingering: Deque[Tuple[float, _Conn, int]] = collections.deque()
+        self._linger_lock = threading.Lock()
+        self._closed = False
         # The server's stop fd (Strategy.stop_fd): readable once the process is asked to stop.
         self._stop = _Stop()
         if stop_fd is not None:
@@ -233,8 +252,12 @@ class Reactor:
                 self._finish(conn)
         while self._parked:
             self._parked.popleft().close()
-        while self._lingering:
-            self._finish(self._lingering.popleft()[1])
+        with self._linger_lock:  # a pool thread still answering lingers no more: _linger closes
+            self._closed = True
+            lingering = list(self._lingering)
+            self._lingering.clear()
+        for _deadline, conn, _left in lingering:
+            self._finish(conn)
         self._poller.close()
 
     def _adopt(self, socks: List[socket.socket]) -> None:
@@ -338,17 +361,26 @@ class Reactor:
                 self._linger(conn)
             else:
                 self._finish(conn)
-        while self._lingering and self._lingering[0][0] <= now:
-            self._finish(self._lingering.popleft()[1])
+        for _ in range(len(self._lingering)):  # bounded: each lingering connection once
+            deadline, conn, left = self._lingering.popleft()
+            left = _drop_input(conn.sock, left)
+            if left < 0 or now >= deadline:
+                self._finish(conn)
+            else:
+                self._lingering.append((deadline, conn, left))
 
     def _linger(self, conn: _Conn) -> None:
-        """FIN now; close after LINGER_S (the sweep), unless the FIN cannot be sent."""
+        """FIN now; the sweep drops what comes and closes (above), unless the FIN cannot be sent."""
         try:
             conn.sock.shutdown(socket.SHUT_WR)
         except OSError:
             self._finish(conn)  # gone already
             return
-        self._lingering.append((time.monotonic() + LINGER_S, conn))
+        with self._linger_lock:
+            if not self._closed:
+                self._lingering.append((time.monotonic() + LINGER_S, conn, LINGER_BYTES))
+                return
+        self._finish(conn)  # the reactor has closed: nobody sweeps any more
 
     def _finish(self, conn: _Conn) -> None:
         self._poller.forget(conn)
