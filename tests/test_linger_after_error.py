@@ -28,7 +28,6 @@ from test_connection_io import read_to_eof
 from test_reactor import running as running_reactor
 
 from harness.server import connection
-from harness.server import reactor as reactor_module
 from harness.server.app import App, Limits, Work, handle
 from harness.server.connection import serve_asyncio
 from harness.server.inline_loop import InlineHttp, Served, serve_inline
@@ -139,7 +138,6 @@ def test_a_lingering_connection_holds_no_pool_thread(monkeypatch: pytest.MonkeyP
     # blocked the thread (a bad request, then a client that neither reads nor closes) would
     # leave the good request unanswered.
     monkeypatch.setattr(connection, "LINGER_S", 30.0)
-    monkeypatch.setattr(reactor_module, "LINGER_S", 30.0)
     with (
         running_reactor(False, threads=1) as (_reactor, port),
         socket.create_connection((HOST, port), timeout=TIMEOUT_S) as bad,
@@ -156,7 +154,6 @@ def test_a_client_that_closes_ends_its_linger(monkeypatch: pytest.MonkeyPatch) -
     # One connection at a time and a linger far longer than the next client's patience: the
     # slot must come free when the lingering client closes, not when the linger runs out.
     monkeypatch.setattr(connection, "LINGER_S", 30.0)
-    monkeypatch.setattr(reactor_module, "LINGER_S", 30.0)
     with running_reactor(False, app=App(Work(), Limits(max_connections=1))) as (_reactor, port):
         with socket.create_connection((HOST, port), timeout=TIMEOUT_S) as bad:
             bad.sendall(b"BROKEN\r\n\r\n")

@@ -240,21 +240,24 @@ class Slot:
                 return
         kind = reader.feed(data)
         if kind is None:
-            marks = self.timeline()
-            if marks[-1][0] == REQUEST_WRITTEN:
-                marks.append((FIRST_BYTE, now))
-            if self.run.read_eof and marks[-1][0] != RESPONSE_COMPLETE and self.reader.body_complete():
+            marks = self.first_byte(now)
+            if run.read_eof and marks[-1][0] != RESPONSE_COMPLETE and reader.body_complete():
                 marks.append((RESPONSE_COMPLETE, now))  # all of it; now it waits for the FIN
             return
         if kind != OK or now - self.t0 >= run.deadline:  # it fails, or hangs (finish): its timeline is kept
-            marks = self.timeline()
-            if marks[-1][0] == REQUEST_WRITTEN:
-                marks.append((FIRST_BYTE, now))
+            self.first_byte(now)
         if kind == MALFORMED:
             self.drop(abort=True)
-        elif not (self.run.keep_alive and self.reader.reusable):
+        elif not (run.keep_alive and reader.reusable):
             self.drop(abort=False)
         self.finish(kind, now)
+
+    def first_byte(self, now: float) -> list[tuple[str, float]]:
+        """The timeline, with the first-byte milestone at `now` if no byte had come yet."""
+        marks = self.timeline()
+        if marks[-1][0] == REQUEST_WRITTEN:
+            marks.append((FIRST_BYTE, now))
+        return marks
 
     def on_eof(self, conn: Conn | RawConn) -> None:
         if conn is not self.conn:

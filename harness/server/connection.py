@@ -246,7 +246,7 @@ def send_nowait(sock: socket.socket, data: bytes) -> None:
         pass
 
 
-class _LingerReads:
+class LingerReads:
     """The discarding reads of one linger: LINGER_BYTES at most, within LINGER_S."""
 
     __slots__ = ("deadline", "left")
@@ -272,7 +272,7 @@ def linger_close(sock: socket.socket) -> None:
     before the client has read the response. The caller closes the socket."""
     try:
         sock.shutdown(socket.SHUT_WR)
-        reads = _LingerReads()
+        reads = LingerReads()
         for _ in range(LINGER_BYTES):  # bounded: each turn reads a byte at least, or ends it
             step = reads.next()
             if step is None:
@@ -393,7 +393,7 @@ async def _linger_stream(reader: asyncio.StreamReader, writer: asyncio.StreamWri
     try:
         if writer.can_write_eof():
             writer.write_eof()
-        reads = _LingerReads()
+        reads = LingerReads()
         for _ in range(LINGER_BYTES):  # bounded: each turn reads a byte at least, or ends it
             step = reads.next()
             if step is None:

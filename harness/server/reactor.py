@@ -50,7 +50,7 @@ from typing import Callable, Deque, Dict, List, Optional, Tuple
 
 from . import log
 from .app import App
-from .connection import LINGER_BYTES, LINGER_S, RECV_BYTES, HttpSession, peer_closed, send_nowait, send_parts_now
+from .connection import RECV_BYTES, HttpSession, LingerReads, peer_closed, send_nowait, send_parts_now
 from .poller import Waiter, make_poller
 from .protocol import MAX_HEAD_BYTES
 
@@ -69,20 +69,22 @@ class _Conn(Waiter):
         self.session = HttpSession(app)
 
 
-def _drop_input(sock: socket.socket, left: int) -> int:
+def _drop_input(sock: socket.socket, reads: LingerReads) -> bool:
     """Read and drop what a lingering connection's client sent (non-blocking, a few reads);
-    the bytes it may still drop, or -1: the client closed, the connection failed, or too much."""
+    False once the linger is over: its time or bytes used up, the client closed, or a failure."""
     for _ in range(READS_PER_TURN):
+        step = reads.next()
+        if step is None:
+            return False
         try:
-            data = sock.recv(RECV_BYTES)
+            data = sock.recv(step[1])
         except BlockingIOError:
-            return left
+            return True
         except OSError:
-            return -1
-        left -= len(data)
-        if not data or left <= 0:
-            return -1
-    return left
+            return False
+        if not reads.took(data):
+            return False
+    return True
 
 
 def _pool_worker(
@@ -199,10 +201,10 @@ class Reactor:
         self._served = 0  # connections adopted and not yet finished (waiting or in the pool)
         self._served_lock = threading.Lock()  # pool threads finish connections too
         self._last_sweep = 0.0
-        # (close time, connection, bytes it may still drop) of the lingering ones: pool threads
-        # append (under the lock, which `close` takes too), the selector thread's sweep drains
-        # and closes them.
-        self._lingering: Deque[Tuple[float, _Conn, int]] = collections.deque()
+        # The lingering connections with what their linger may still read: pool threads append
+        # (under the lock, which `close` takes too), the selector thread's sweep drains and
+        # closes them.
+        self._lingering: Deque[Tuple[LingerReads, _Conn]] = collections.deque()
         self._linger_lock = threading.Lock()
         self._closed = False
         # The server's stop fd (Strategy.stop_fd): readable once the process is asked to stop.
@@ -256,7 +258,7 @@ class Reactor:
             self._closed = True
             lingering = list(self._lingering)
             self._lingering.clear()
-        for _deadline, conn, _left in lingering:
+        for _reads, conn in lingering:
             self._finish(conn)
         self._poller.close()
 
@@ -362,12 +364,11 @@ class Reactor:
             else:
                 self._finish(conn)
         for _ in range(len(self._lingering)):  # bounded: each lingering connection once
-            deadline, conn, left = self._lingering.popleft()
-            left = _drop_input(conn.sock, left)
-            if left < 0 or now >= deadline:
-                self._finish(conn)
+            reads, conn = self._lingering.popleft()
+            if _drop_input(conn.sock, reads):
+                self._lingering.append((reads, conn))
             else:
-                self._lingering.append((deadline, conn, left))
+                self._finish(conn)
 
     def _linger(self, conn: _Conn) -> None:
         """FIN now; the sweep drops what comes and closes (above), unless the FIN cannot be sent."""
@@ -378,7 +379,7 @@ class Reactor:
             return
         with self._linger_lock:
             if not self._closed:
-                self._lingering.append((time.monotonic() + LINGER_S, conn, LINGER_BYTES))
+                self._lingering.append((LingerReads(), conn))
                 return
         self._finish(conn)  # the reactor has closed: nobody sweeps any more
 
